@@ -51,6 +51,11 @@ class Api:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header for the current token, renewed if need be."""
+        token = self._token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def request(
         self,
         method: str,
@@ -65,9 +70,8 @@ class Api:
     ) -> httpx.Response:
         """Send one request; raise the NerdError the server described on failure."""
         all_headers = dict(headers or {})
-        token = None if anonymous else self._token()
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
+        if not anonymous:
+            all_headers.update(self.auth_headers())
         if isinstance(json, BaseModel):
             json = json.model_dump(mode="json")
         extra: dict[str, Any] = {}
@@ -93,22 +97,18 @@ class Api:
             raise errors.from_body(response.status_code, _json_or_none(response))
         return response
 
-    def call(
-        self, method: str, path: str, model: type[M] | Any, **kwargs: Any
-    ) -> M:
-        """Send a request and parse the JSON answer as ``model`` (e.g. ``list[Task]``)."""
+    def call(self, method: str, path: str, model: type[M] | Any, **kwargs: Any) -> M:
+        """Send a request; parse the JSON answer as ``model``, e.g. ``list[Task]``."""
         response = self.request(method, path, **kwargs)
-        return TypeAdapter(model).validate_json(response.content)  # type: ignore[no-any-return]
+        parsed: M = TypeAdapter(model).validate_json(response.content)
+        return parsed
 
     @contextmanager
     def stream(
         self, method: str, path: str, *, headers: Mapping[str, str] | None = None
     ) -> Iterator[httpx.Response]:
         """A streamed response, for bodies too large to hold in memory."""
-        all_headers = dict(headers or {})
-        token = self._token()
-        if token:
-            all_headers["Authorization"] = f"Bearer {token}"
+        all_headers = {**(headers or {}), **self.auth_headers()}
         try:
             with self._http.stream(method, path, headers=all_headers) as response:
                 if response.status_code >= 400:

@@ -1,1 +1,1 @@
-
+"""Placing workers: local background processes (``local``); Slurm pilots to come."""

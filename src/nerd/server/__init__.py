@@ -1,1 +1,1 @@
-
+"""The nerd server: auth, the batch API and the data plane over one database."""

@@ -1,0 +1,162 @@
+"""``nerd dataset …`` and the top-level ``nerd upload`` / ``nerd download``.
+
+An upload prints the new dataset's id on stderr before the first byte goes out, so an
+interrupted upload can be resumed with ``--resume d-…``. A download takes a dataset id,
+a task id (that task's output) or a queue id (every task's output, one sub-folder per
+task).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from nerd.cli.context import NerdGroup, State, get_state
+from nerd.cli.output import Printer
+from nerd.cli.params import DATASET_ID, DOWNLOADABLE_ID
+from nerd.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from nerd.client import Client
+
+DATASET_COLUMNS = [
+    ("id", "ID"),
+    ("name", "NAME"),
+    ("status", "STATUS"),
+    ("size_bytes", "BYTES"),
+    ("file_count", "FILES"),
+    ("task_id", "TASK"),
+    ("created_at", "CREATED"),
+]
+DATASET_FIELDS = [
+    ("id", "id"),
+    ("project", "project"),
+    ("name", "name"),
+    ("status", "status"),
+    ("size_bytes", "bytes"),
+    ("file_count", "files"),
+    ("chunk_count", "chunks"),
+    ("task_id", "task"),
+    ("created_at", "created"),
+    ("ready_at", "ready"),
+]
+
+FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+TARGET = click.Path(file_okay=False, path_type=Path)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(dataset_group)
+    cli.add_command(upload, "upload")
+    cli.add_command(download, "download")
+
+
+@click.group("dataset", cls=NerdGroup)
+def dataset_group() -> None:
+    """Upload folders as datasets and download them again."""
+
+
+@click.command("upload")
+@click.argument("folder", metavar="DIR", type=FOLDER)
+@click.option("--name", help="A name for the dataset (default: the folder's name).")
+@click.option("--resume", type=DATASET_ID, help="Finish this interrupted upload.")
+def upload(folder: Path, name: str | None, resume: str | None) -> None:
+    """Upload folder DIR as a new dataset and print its id."""
+    state = get_state()
+    data = state.client().data
+    printer = state.printer()
+    dataset_id = resume or data.create(name=name or folder.resolve().name).id
+    printer.message(f"Uploading dataset with ID '{dataset_id}'")
+    with printer.progress("upload") as progress:
+        dataset = data.upload(folder, dataset=dataset_id, progress=progress)
+    printer.value("id", dataset.id, dataset)
+
+
+@click.command("download")
+@click.argument("source", metavar="ID", type=DOWNLOADABLE_ID)
+@click.argument("target", metavar="DIR", type=TARGET)
+def download(source: str, target: Path) -> None:
+    """Download dataset ID (or task t-…'s output, or queue q-…'s outputs) into DIR."""
+    state = get_state()
+    client = state.client()
+    if source.startswith("q-"):
+        return _download_queue(state, client, source, target)
+    task_id = source if source.startswith("t-") else None
+    dataset_id = _output_of(client, source) if task_id else source
+    _download_one(state.printer(), client, dataset_id, target)
+    doc = {"downloaded": [{"task": task_id, "dataset": dataset_id}]}
+    return state.printer().value("id", dataset_id, doc)
+
+
+def _output_of(client: Client, task_id: str) -> str:
+    task = client.batch.describe_task(task_id)
+    if not task.output_dataset:
+        raise NotFoundError(
+            f"task '{task_id}' has no output dataset (it is {task.status.value})",
+            hint="only tasks that succeeded and wrote to their output folder have one",
+        )
+    return task.output_dataset
+
+
+def _download_queue(state: State, client: Client, queue_id: str, target: Path) -> None:
+    """Every task output of the queue, each in a sub-folder named by the task id."""
+    printer = state.printer()
+    tasks = [t for t in client.batch.list_tasks(queue_id) if t.output_dataset]
+    if not tasks:
+        raise NotFoundError(f"no task in queue '{queue_id}' has an output dataset")
+    for task in tasks:
+        assert task.output_dataset is not None
+        _download_one(printer, client, task.output_dataset, target / task.id)
+    done = [{"task": t.id, "dataset": t.output_dataset} for t in tasks]
+    if printer.is_json:
+        return printer.document({"downloaded": done})
+    return printer.table([("task", "TASK"), ("dataset", "DATASET")], done)
+
+
+def _download_one(
+    printer: Printer, client: Client, dataset_id: str, target: Path
+) -> None:
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"'{target}' exists and is not a folder")
+    printer.message(f"Downloading dataset with ID '{dataset_id}'")
+    with printer.progress("download") as progress:
+        client.data.download(dataset_id, target, progress=progress)
+
+
+@dataset_group.command("list")
+def list_datasets() -> None:
+    """List the datasets of the project."""
+    state = get_state()
+    datasets = state.client().data.list()
+    state.printer().table(DATASET_COLUMNS, datasets)
+
+
+@dataset_group.command("describe")
+@click.argument("dataset_id", metavar="ID", type=DATASET_ID)
+def describe_dataset(dataset_id: str) -> None:
+    """Show dataset ID."""
+    state = get_state()
+    dataset = state.client().data.describe(dataset_id)
+    state.printer().record(DATASET_FIELDS, dataset)
+
+
+@dataset_group.command("delete")
+@click.argument(
+    "dataset_ids", metavar="ID...", nargs=-1, required=True, type=DATASET_ID
+)
+def delete_datasets(dataset_ids: tuple[str, ...]) -> None:
+    """Delete datasets."""
+    state = get_state()
+    data = state.client().data
+    printer = state.printer()
+    for dataset_id in dataset_ids:
+        data.delete(dataset_id)
+        printer.message(f"Deleted dataset '{dataset_id}'")
+    if printer.is_json:
+        printer.document({"deleted": list(dataset_ids)})
+
+
+dataset_group.add_command(upload)
+dataset_group.add_command(download)

@@ -1,0 +1,254 @@
+"""``nerd task …``: start, list, describe, stop and read the logs of tasks.
+
+The worker-side verbs (``receive``, ``heartbeat``, ``success``, ``failure``) are hidden
+from help; they let a script act as a worker, as the first-generation CLI did.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from nerd.cli.context import NerdGroup, get_state
+from nerd.cli.params import (
+    DATASET_ID,
+    QUEUE_ID,
+    TASK_ID,
+    WORKER_ID,
+    parse_env,
+    split_queue_and_task,
+)
+from nerd.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from nerd.client import Client
+    from nerd.models import Task
+
+MAX_STDIN_BYTES = 128 * 1024
+
+TASK_COLUMNS = [
+    ("id", "ID"),
+    ("status", "STATUS"),
+    ("argv", "COMMAND"),
+    ("num_dispatches", "DISPATCHES"),
+    ("exit_code", "EXIT"),
+    ("output_dataset", "OUTPUT"),
+    ("created_at", "CREATED"),
+]
+TASK_FIELDS = [
+    ("id", "id"),
+    ("queue", "queue"),
+    ("status", "status"),
+    ("argv", "command"),
+    ("env", "env"),
+    ("max_attempts", "max attempts"),
+    ("num_dispatches", "dispatches"),
+    ("exit_code", "exit code"),
+    ("result", "result"),
+    ("message", "message"),
+    ("output_dataset", "output dataset"),
+    ("worker", "worker"),
+    ("created_at", "created"),
+    ("started_at", "started"),
+    ("finished_at", "finished"),
+]
+RECEIVED_FIELDS = [
+    ("task", "task"),
+    ("run", "run"),
+    ("run_token", "run token"),
+    ("worker", "worker"),
+    ("argv", "command"),
+    ("input_dataset", "input dataset"),
+    ("lease_s", "lease (s)"),
+]
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(task_group)
+
+
+@click.group("task", cls=NerdGroup)
+def task_group() -> None:
+    """Start tasks on a queue and follow them."""
+
+
+@task_group.command("start")
+@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.argument("argv", metavar="-- CMD [ARG]...", nargs=-1, required=True)
+@click.option("-e", "--env", "env_pairs", multiple=True, help="Set KEY=VALUE.")
+@click.option(
+    "--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True
+)
+@click.option("--no-stdin", is_flag=True, help="Do not read stdin even if it is piped.")
+def start_task(
+    queue_id: str,
+    argv: tuple[str, ...],
+    env_pairs: tuple[str, ...],
+    max_attempts: int,
+    no_stdin: bool,
+) -> None:
+    """Add a task running CMD to queue Q; a piped stdin becomes the task's stdin."""
+    env = parse_env(env_pairs)
+    stdin = None if no_stdin else read_task_stdin()
+    state = get_state()
+    task = state.client().batch.start_task(
+        queue_id, list(argv), env=env, stdin=stdin, max_attempts=max_attempts
+    )
+    state.printer().value("id", task.id, task)
+
+
+task_group.add_command(start_task, "create")
+
+
+def read_task_stdin() -> bytes | None:
+    """A non-terminal stdin, up to 128 KiB; nothing at all is no stdin."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise UsageError(
+            f"stdin holds more than {MAX_STDIN_BYTES // 1024} KiB",
+            hint="put large inputs in a dataset: `nerd queue create --input-dataset`",
+        )
+    return data or None
+
+
+@task_group.command("list")
+@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+def list_tasks(queue_id: str) -> None:
+    """List the tasks of queue Q."""
+    state = get_state()
+    tasks = state.client().batch.list_tasks(queue_id)
+    state.printer().table(TASK_COLUMNS, tasks)
+
+
+@task_group.command("describe")
+@click.argument("ids", metavar="[Q] T", nargs=-1, required=True)
+@click.pass_context
+def describe_task(ctx: click.Context, ids: tuple[str, ...]) -> None:
+    """Show task T."""
+    queue_id, task_id = split_queue_and_task(ctx, ids)
+    state = get_state()
+    task = find_task(state.client(), queue_id, task_id)
+    state.printer().record(TASK_FIELDS, task)
+
+
+@task_group.command("stop")
+@click.argument("ids", metavar="[Q] T", nargs=-1, required=True)
+@click.pass_context
+def stop_task(ctx: click.Context, ids: tuple[str, ...]) -> None:
+    """Stop task T: a pending task never runs, a running one is killed."""
+    queue_id, task_id = split_queue_and_task(ctx, ids)
+    state = get_state()
+    client = state.client()
+    find_task(client, queue_id, task_id)
+    task = client.batch.stop_task(task_id)
+    state.printer().record(TASK_FIELDS, task)
+
+
+@task_group.command("logs")
+@click.argument("ids", metavar="[Q] T", nargs=-1, required=True)
+@click.option("--after", type=click.IntRange(0), default=0, help="Skip N lines.")
+@click.pass_context
+def task_logs(ctx: click.Context, ids: tuple[str, ...], after: int) -> None:
+    """Print what task T wrote: its stdout on stdout, its stderr on stderr."""
+    queue_id, task_id = split_queue_and_task(ctx, ids)
+    state = get_state()
+    client = state.client()
+    find_task(client, queue_id, task_id)
+    logs = client.batch.task_logs(task_id, after=after)
+    printer = state.printer()
+    if printer.is_json:
+        return printer.document(logs)
+    for entry in logs.entries:
+        stream = sys.stdout if entry.stream == "stdout" else sys.stderr
+        stream.write(entry.data)
+    sys.stdout.flush()
+    return None
+
+
+def find_task(client: Client, queue_id: str | None, task_id: str) -> Task:
+    """Task T, which must be in queue Q when a queue is named."""
+    task = client.batch.describe_task(task_id)
+    if queue_id is not None and task.queue != queue_id:
+        raise NotFoundError(f"task '{task_id}' is not in queue '{queue_id}'")
+    return task
+
+
+# --- worker-side verbs (hidden) -------------------------------------------------------
+
+
+@task_group.command("receive", hidden=True)
+@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.option("--worker", "worker_id", type=WORKER_ID, help="Receive as this worker.")
+@click.option("--wait-s", type=click.FloatRange(0, 60), default=20.0)
+def receive_task(queue_id: str, worker_id: str | None, wait_s: float) -> None:
+    """Claim the next task of queue Q (prints nothing if none came)."""
+    state = get_state()
+    batch = state.client().batch
+    if worker_id is None:
+        worker_id = batch.register_worker(
+            queue_id, socket.gethostname(), os.getpid()
+        ).id
+    received = batch.receive(queue_id, worker_id, wait_s=wait_s)
+    printer = state.printer()
+    if received is None:
+        printer.message(f"No task in queue '{queue_id}'")
+        return printer.document(None) if printer.is_json else None
+    row = {
+        **received.model_dump(),
+        "task": received.task.id,
+        "worker": worker_id,
+        "argv": received.task.argv,
+    }
+    doc = {**received.model_dump(mode="json"), "worker": worker_id}
+    return printer.record(RECEIVED_FIELDS, row, doc)
+
+
+@task_group.command("heartbeat", hidden=True)
+@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.argument("task_id", metavar="T", type=TASK_ID)
+@click.argument("run_token")
+def heartbeat_task(queue_id: str, task_id: str, run_token: str) -> None:
+    """Extend the lease of the run of task T."""
+    state = get_state()
+    reply = state.client().batch.heartbeat(task_id, run_token)
+    state.printer().value("lease_s", f"{reply.lease_s:g}", reply)
+
+
+@task_group.command("success", hidden=True)
+@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.argument("task_id", metavar="T", type=TASK_ID)
+@click.argument("run_token")
+@click.argument("result")
+@click.argument("output_dataset", type=DATASET_ID, required=False)
+def succeed_task(
+    queue_id: str,
+    task_id: str,
+    run_token: str,
+    result: str,
+    output_dataset: str | None,
+) -> None:
+    """Report that the run of task T succeeded."""
+    state = get_state()
+    task = state.client().batch.succeed(task_id, run_token, result, output_dataset)
+    state.printer().record(TASK_FIELDS, task)
+
+
+@task_group.command("failure", hidden=True)
+@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.argument("task_id", metavar="T", type=TASK_ID)
+@click.argument("run_token")
+@click.argument("exit_code", metavar="CODE", type=int)
+@click.argument("message")
+def fail_task(
+    queue_id: str, task_id: str, run_token: str, exit_code: int, message: str
+) -> None:
+    """Report that the run of task T failed with exit code CODE."""
+    state = get_state()
+    task = state.client().batch.fail(task_id, run_token, exit_code, message)
+    state.printer().record(TASK_FIELDS, task)

@@ -1,0 +1,51 @@
+"""The server's settings, in one place: where it listens and keeps its state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8642
+DAY_S = 24 * 3600
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".nerd" / "server"
+
+
+@dataclass
+class Settings:
+    """How one server process runs; every replica of a deployment shares them."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    # Empty means SQLite at <data_dir>/nerd.db.
+    database_url: str = ""
+    lease_s: float = 30.0
+    token_ttl_s: int = 900
+    refresh_ttl_s: int = 30 * DAY_S
+    issuer: str = "nerd"
+    sweep_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'nerd.db'}"
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients reach this server at."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def admin_password_path(self) -> Path:
+        return self.data_dir / "admin-password"

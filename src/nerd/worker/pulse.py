@@ -1,0 +1,155 @@
+"""The worker's background threads: heartbeats for a run and for the worker itself.
+
+A :class:`RunPulse` keeps one run's lease alive (a heartbeat every ``lease_s / 3``) and
+ships what the command printed as log appends, about once a second. When the server
+answers ``run_expired`` (the task was stopped, or the lease was lost) it sets
+:attr:`RunPulse.expired` and goes quiet; the thread that owns the process kills it.
+
+A :class:`WorkerPulse` tells the server the worker is alive and notices when someone
+asked it to stop (``nerd worker stop``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from nerd import errors
+from nerd.models import HeartbeatReply, LogStream, WorkerHeartbeatReply
+from nerd.worker.logs import LogTail
+
+log = logging.getLogger(__name__)
+
+LOG_TICK_S = 1.0
+MIN_HEARTBEAT_S = 0.5
+
+
+class RunReporter(Protocol):
+    """The batch client calls a run's pulse makes."""
+
+    def heartbeat(self, task_id: str, run_token: str) -> HeartbeatReply: ...
+
+    def append_log(
+        self, task_id: str, run_token: str, stream: LogStream, data: str
+    ) -> None: ...
+
+
+class WorkerReporter(Protocol):
+    def worker_heartbeat(self, worker_id: str) -> WorkerHeartbeatReply: ...
+
+
+class RunPulse(threading.Thread):
+    """Heartbeats one run and ships its logs until :meth:`finish` is called."""
+
+    def __init__(
+        self,
+        batch: RunReporter,
+        *,
+        task_id: str,
+        run_token: str,
+        lease_s: float,
+        tick_s: float = LOG_TICK_S,
+    ) -> None:
+        super().__init__(name=f"pulse-{task_id}", daemon=True)
+        self._batch = batch
+        self._task_id = task_id
+        self._run_token = run_token
+        self._interval_s = max(MIN_HEARTBEAT_S, lease_s / 3)
+        self._tick_s = min(tick_s, self._interval_s)
+        self._tails: list[LogTail] = []
+        self._tails_lock = threading.Lock()
+        self._done = threading.Event()
+        self.expired = threading.Event()
+
+    def follow(self, *tails: LogTail) -> None:
+        """Start shipping these logs too."""
+        with self._tails_lock:
+            self._tails.extend(tails)
+
+    def run(self) -> None:
+        next_beat = time.monotonic() + self._interval_s
+        while not self._done.wait(self._tick_s) and not self.expired.is_set():
+            self._guarded(self._ship_logs)
+            if time.monotonic() >= next_beat:
+                self._guarded(self._heartbeat)
+                next_beat = time.monotonic() + self._interval_s
+
+    def finish(self) -> None:
+        """Stop the thread, then ship whatever the logs still hold."""
+        self._done.set()
+        if self.is_alive():
+            self.join()
+        if not self.expired.is_set():
+            self._guarded(self._drain_logs)
+
+    def _heartbeat(self) -> None:
+        reply = self._batch.heartbeat(self._task_id, self._run_token)
+        self._interval_s = max(MIN_HEARTBEAT_S, reply.lease_s / 3)
+
+    def _ship_logs(self) -> None:
+        with self._tails_lock:
+            tails = list(self._tails)
+        for tail in tails:
+            text = tail.read_new()
+            if text:
+                self._append(tail.stream, text)
+
+    def _drain_logs(self) -> None:
+        with self._tails_lock:
+            tails = list(self._tails)
+        for tail in tails:
+            for text in tail.drain():
+                self._append(tail.stream, text)
+
+    def _append(self, stream: LogStream, text: str) -> None:
+        self._batch.append_log(self._task_id, self._run_token, stream, text)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except errors.RunExpiredError:
+            log.info("run.expired task=%s", self._task_id)
+            self.expired.set()
+        except errors.NerdError as exc:
+            # A server that restarts or a network blip must not kill the run; the
+            # lease gives us lease_s to get through.
+            log.warning("run.pulse_failed task=%s error=%s", self._task_id, exc)
+
+
+class WorkerPulse(threading.Thread):
+    """Heartbeats the worker; sets ``stop_requested`` once the server asks for it."""
+
+    def __init__(
+        self, batch: WorkerReporter, worker_id: str, *, interval_s: float
+    ) -> None:
+        super().__init__(name=f"pulse-{worker_id}", daemon=True)
+        self._batch = batch
+        self._worker_id = worker_id
+        self._interval_s = interval_s
+        self._done = threading.Event()
+        self.stop_requested = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self._interval_s):
+            if self.beat():
+                return
+
+    def beat(self) -> bool:
+        """One heartbeat; True when the server asked the worker to stop."""
+        try:
+            reply = self._batch.worker_heartbeat(self._worker_id)
+        except errors.NerdError as exc:
+            log.warning("worker.pulse_failed worker=%s error=%s", self._worker_id, exc)
+            return False
+        if reply.stop_requested and not self.stop_requested.is_set():
+            log.info("worker.stop_requested worker=%s", self._worker_id)
+            self.stop_requested.set()
+        return reply.stop_requested
+
+    def finish(self) -> None:
+        self._done.set()
+        if self.is_alive():
+            self.join()

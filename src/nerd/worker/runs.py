@@ -1,0 +1,226 @@
+"""One run of one task on a worker: stage, run, heartbeat, upload, report.
+
+The outcome is reported exactly once, unless the run expired (the task was stopped or
+its lease lapsed): then the process is killed and nothing is reported, because the
+server has already taken the task back.
+
+Exit codes the worker reports for runs that never got to run the command:
+:data:`STAGING_FAILED_EXIT` when the input could not be staged and
+:data:`COMMAND_NOT_FOUND_EXIT` when the command could not be started.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nerd import errors
+from nerd.client import Client
+from nerd.client.batch import BatchClient
+from nerd.models import LogStream, ReceivedTask
+from nerd.worker.logs import STDERR_TAIL_BYTES, LogTail, last_line, tail_text
+from nerd.worker.pulse import RunPulse
+from nerd.worker.runtimes.process import (
+    COMMAND_NOT_FOUND_EXIT,
+    ProcessRuntime,
+    RunningProcess,
+    RunSpec,
+)
+from nerd.worker.staging import remove_tree, stage_dataset
+
+log = logging.getLogger(__name__)
+
+STAGING_FAILED_EXIT = 125
+WAIT_TICK_S = 0.25
+FINAL_EVENTS = ("task.succeeded", "task.failed", "task.abandoned")
+
+# Asked while the command runs: a reason to kill it now (the worker is shutting
+# down and its grace period is over), or None to let it run.
+AbortCheck = Callable[[], str | None]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run needs from its worker."""
+
+    client: Client
+    worker_id: str
+    runtime: ProcessRuntime
+    command_template: list[str]
+    cache_dir: Path | None
+    runs_dir: Path | None
+    should_abort: AbortCheck
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: an exit code, and why, if it did not end by itself."""
+
+    exit_code: int
+    message: str = ""
+    is_expired: bool = False
+
+
+class TaskRun:
+    """Carries one received task from its input to its reported result."""
+
+    def __init__(self, context: RunContext, received: ReceivedTask) -> None:
+        self.context = context
+        self.received = received
+        self.task_id = received.task.id
+        self.pulse = RunPulse(
+            context.client.batch,
+            task_id=self.task_id,
+            run_token=received.run_token,
+            lease_s=received.lease_s,
+        )
+        self._started = time.monotonic()
+
+    def execute(self) -> Outcome:
+        """Run the task and report how it went; the outcome, for the worker's log."""
+        self._log("task.started")
+        self.pulse.start()
+        run_dir = Path(tempfile.mkdtemp(prefix=f"nerd-{self.task_id}-", dir=self._runs))
+        try:
+            outcome = self._run_in(run_dir)
+        finally:
+            self.pulse.finish()
+            remove_tree(run_dir)
+        return outcome
+
+    @property
+    def _runs(self) -> Path | None:
+        runs_dir = self.context.runs_dir
+        if runs_dir is not None:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        return runs_dir
+
+    def _run_in(self, run_dir: Path) -> Outcome:
+        try:
+            input_dir = self._stage_input()
+        except errors.NerdError as exc:
+            message = f"staging the input dataset failed: {exc.message}"
+            return self._report_failure(Outcome(STAGING_FAILED_EXIT, message))
+        if self.pulse.expired.is_set():
+            self._log("task.abandoned")
+            return Outcome(0, "the run expired", is_expired=True)
+        try:
+            process = self.context.runtime.start(self._spec(input_dir), run_dir)
+        except errors.UsageError as exc:
+            return self._report_failure(Outcome(COMMAND_NOT_FOUND_EXIT, exc.message))
+        self._log("task.running", pid=process.pid)
+        return self._finish(process, self._wait(process))
+
+    def _stage_input(self) -> Path | None:
+        dataset_id = self.received.input_dataset
+        if dataset_id is None:
+            return None
+        return stage_dataset(
+            self.context.client.data, dataset_id, cache_dir=self._cache
+        )
+
+    @property
+    def _cache(self) -> Path | None:
+        return self.context.cache_dir
+
+    def _spec(self, input_dir: Path | None) -> RunSpec:
+        task = self.received.task
+        stdin_b64 = self.received.stdin_b64
+        return RunSpec(
+            task_id=task.id,
+            argv=[*self.context.command_template, *task.argv],
+            env=task.env,
+            stdin=base64.b64decode(stdin_b64) if stdin_b64 else None,
+            input_dir=input_dir,
+        )
+
+    def _wait(self, process: RunningProcess) -> Outcome:
+        paths = process.paths
+        self.pulse.follow(
+            LogTail(paths.stdout_log, LogStream.STDOUT),
+            LogTail(paths.stderr_log, LogStream.STDERR),
+        )
+        while (exit_code := process.wait(WAIT_TICK_S)) is None:
+            if self.pulse.expired.is_set():
+                return Outcome(process.kill(), "the run expired", is_expired=True)
+            reason = self.context.should_abort()
+            if reason is not None:
+                return Outcome(process.kill(), reason)
+        return Outcome(exit_code)
+
+    def _finish(self, process: RunningProcess, outcome: Outcome) -> Outcome:
+        if outcome.is_expired or self.pulse.expired.is_set():
+            self._log("task.abandoned", exit_code=outcome.exit_code)
+            return Outcome(outcome.exit_code, outcome.message, is_expired=True)
+        self.pulse.finish()
+        if outcome.exit_code == 0 and not outcome.message:
+            return self._report_success(process)
+        tail = tail_text(process.paths.stderr_log, STDERR_TAIL_BYTES)
+        message = f"{outcome.message}\n{tail}" if outcome.message else tail
+        return self._report_failure(Outcome(outcome.exit_code, message))
+
+    def _report_success(self, process: RunningProcess) -> Outcome:
+        try:
+            dataset_id = self._upload_output(process.paths.output)
+        except errors.NerdError as exc:
+            message = f"uploading the output failed: {exc.message}"
+            return self._report_failure(Outcome(0, message))
+        result = last_line(process.paths.stdout_log)
+        return self._report(
+            lambda token: self._batch.succeed(self.task_id, token, result, dataset_id),
+            Outcome(0),
+            "task.succeeded",
+            output_dataset=dataset_id,
+        )
+
+    def _upload_output(self, output_dir: Path) -> str:
+        data = self.context.client.data
+        dataset = data.create(f"output of {self.task_id}")
+        return data.upload(output_dir, dataset=dataset.id).id
+
+    def _report_failure(self, outcome: Outcome) -> Outcome:
+        return self._report(
+            lambda token: self._batch.fail(
+                self.task_id, token, outcome.exit_code, outcome.message
+            ),
+            outcome,
+            "task.failed",
+            exit_code=outcome.exit_code,
+        )
+
+    def _report(
+        self,
+        send: Callable[[str], object],
+        outcome: Outcome,
+        event: str,
+        **fields: object,
+    ) -> Outcome:
+        try:
+            send(self.received.run_token)
+        except errors.RunExpiredError:
+            self._log("task.abandoned", exit_code=outcome.exit_code)
+            return Outcome(outcome.exit_code, outcome.message, is_expired=True)
+        self._log(event, **fields)
+        return outcome
+
+    @property
+    def _batch(self) -> BatchClient:
+        return self.context.client.batch
+
+    def _log(self, event: str, **fields: object) -> None:
+        if event in FINAL_EVENTS:
+            fields = {"duration_s": f"{time.monotonic() - self._started:.1f}", **fields}
+        extra = "".join(f" {key}={value}" for key, value in fields.items())
+        log.info(
+            "%s task=%s run=%s worker=%s%s",
+            event,
+            self.task_id,
+            self.received.run,
+            self.context.worker_id,
+            extra,
+        )

@@ -1,0 +1,264 @@
+"""The ``process`` runtime: a task's command runs on the host, in a session of its own.
+
+A run folder holds everything one run needs::
+
+    <run_dir>/work         the command's working directory
+    <run_dir>/output       NERD_OUTPUT_DIR: what the task writes here is its output
+    <run_dir>/input        an empty NERD_INPUT_DIR, when the queue has no input dataset
+    <run_dir>/stdin        the task's stdin, when it has one
+    <run_dir>/stdout.log   what the command printed, shipped as logs by the worker
+    <run_dir>/stderr.log
+
+When ``bwrap`` (bubblewrap) is on the PATH the command runs under it, because we
+often run as root and root ignores file modes. Bubblewrap's new root is a tmpfs; we
+bind every top-level entry of the host's root into it, so ``/input`` (read-only) and
+``/output`` can be added as mount points without creating anything in the host's root.
+The input folder is also bound read-only at its own path, so ``NERD_INPUT_DIR`` works
+the same inside and outside. Without bwrap the staged input is only chmod'ed
+read-only, which stops every user but root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from nerd.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = ("NERD_JWT", "NERD_JWT_REFRESH_TOKEN")
+SIGNAL_EXIT_BASE = 128
+COMMAND_NOT_FOUND_EXIT = 127
+SANDBOX_INPUT = "/input"
+SANDBOX_OUTPUT = "/output"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: the task's argv, its env and stdin, and the staged input folder."""
+
+    task_id: str
+    argv: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: bytes | None = None
+    input_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The folders and files of one run (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def empty_input(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def stdin(self) -> Path:
+        return self.root / "stdin"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.root / "stdout.log"
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.root / "stderr.log"
+
+
+class ProcessRuntime:
+    """Starts commands as host processes, under bubblewrap when it is available."""
+
+    name = "process"
+
+    def __init__(
+        self, *, use_bwrap: bool | None = None, kill_grace_s: float = 5.0
+    ) -> None:
+        found = shutil.which("bwrap")
+        if use_bwrap and not found:
+            raise UsageError("bwrap is not on the PATH", hint="install bubblewrap")
+        self.bwrap = found if use_bwrap is not False else None
+        self.kill_grace_s = kill_grace_s
+
+    def start(self, spec: RunSpec, run_dir: Path) -> RunningProcess:
+        """Lay out ``run_dir`` and start the command; UsageError if it cannot start."""
+        paths = _make_run_dir(run_dir, spec.stdin)
+        input_dir = spec.input_dir or paths.empty_input
+        env = task_environment(spec, input_dir, paths.output)
+        argv = [_resolve_command(spec.argv[0], env), *spec.argv[1:]]
+        if self.bwrap:
+            argv = [*bwrap_prefix(self.bwrap, input_dir, paths.output), *argv]
+        popen = _spawn(argv, env, paths)
+        log.debug(
+            "process started task=%s pid=%s argv=%s", spec.task_id, popen.pid, argv
+        )
+        return RunningProcess(popen, paths, kill_grace_s=self.kill_grace_s)
+
+
+class RunningProcess:
+    """A started command: its exit code, and a kill that takes its whole group."""
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes], paths: RunPaths, *, kill_grace_s: float
+    ) -> None:
+        self._popen = popen
+        self.paths = paths
+        self.kill_grace_s = kill_grace_s
+        self._exit_code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def poll(self) -> int | None:
+        """The exit code once the command ended (128+N if killed by signal N)."""
+        code = self._popen.poll()
+        return None if code is None else self._finish(code)
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Wait up to ``timeout_s`` for the command; its exit code, or None."""
+        try:
+            code = self._popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        return self._finish(code)
+
+    def kill(self) -> int:
+        """SIGTERM the process group, SIGKILL it after a grace period; its exit code."""
+        _signal_group(self.pid, signal.SIGTERM)
+        code = self.wait(self.kill_grace_s)
+        if code is not None:
+            return code
+        _signal_group(self.pid, signal.SIGKILL)
+        return self._finish(self._popen.wait())
+
+    def _finish(self, returncode: int) -> int:
+        if self._exit_code is None:
+            # Children the command left behind would keep writing to the output.
+            _signal_group(self.pid, signal.SIGKILL)
+            self._exit_code = exit_code_of(returncode)
+        return self._exit_code
+
+
+def exit_code_of(returncode: int) -> int:
+    """Popen's returncode as a shell would report it: -N (signal N) becomes 128+N."""
+    return SIGNAL_EXIT_BASE - returncode if returncode < 0 else returncode
+
+
+def task_environment(
+    spec: RunSpec, input_dir: Path, output_dir: Path
+) -> dict[str, str]:
+    """The worker's environment without its tokens, plus the task's env and nerd's."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env.update(spec.env)
+    env["NERD_INPUT_DIR"] = str(input_dir)
+    env["NERD_OUTPUT_DIR"] = str(output_dir)
+    env["NERD_TASK_ID"] = spec.task_id
+    return env
+
+
+def bwrap_prefix(bwrap: str, input_dir: Path, output_dir: Path) -> list[str]:
+    """The bubblewrap command line that runs a command with the input read-only."""
+    args = [bwrap, "--die-with-parent"]
+    for entry in sorted(Path("/").iterdir()):
+        args += _root_entry_binds(entry)
+    args += ["--ro-bind", str(input_dir), str(input_dir)]
+    args += ["--bind", str(output_dir), str(output_dir)]
+    args += ["--ro-bind", str(input_dir), SANDBOX_INPUT]
+    args += ["--bind", str(output_dir), SANDBOX_OUTPUT]
+    return [*args, "--"]
+
+
+def _root_entry_binds(entry: Path) -> list[str]:
+    path = str(entry)
+    if path in (SANDBOX_INPUT, SANDBOX_OUTPUT):
+        return []
+    if entry.is_symlink():
+        return ["--symlink", os.readlink(entry), path]
+    if path == "/dev":
+        return ["--dev", "/dev"]
+    if path == "/proc":
+        return ["--proc", "/proc"]
+    return ["--bind", path, path]
+
+
+def _make_run_dir(run_dir: Path, stdin: bytes | None) -> RunPaths:
+    paths = RunPaths(run_dir)
+    for folder in (paths.work, paths.output, paths.empty_input):
+        folder.mkdir(parents=True, exist_ok=True)
+    paths.empty_input.chmod(0o555)
+    paths.stdin.write_bytes(stdin or b"")
+    return paths
+
+
+def _resolve_command(command: str, env: Mapping[str, str]) -> str:
+    if "/" in command:
+        return command
+    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise UsageError(f"command not found: {command}")
+    return found
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], paths: RunPaths
+) -> subprocess.Popen[bytes]:
+    with (
+        paths.stdin.open("rb") as stdin,
+        paths.stdout_log.open("wb") as stdout,
+        paths.stderr_log.open("wb") as stderr,
+    ):
+        return _popen(argv, env, paths.work, (stdin, stdout, stderr))
+
+
+def _popen(
+    argv: list[str], env: dict[str, str], cwd: Path, stdio: tuple[IO[bytes], ...]
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdio[0],
+            stdout=stdio[1],
+            stderr=stdio[2],
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot start {argv[0]}: {exc.strerror}") from exc
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def wait_for_group_exit(pgid: int, timeout_s: float) -> bool:
+    """True once no process of the group is left (for tests and shutdown checks)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False

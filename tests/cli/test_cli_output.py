@@ -1,0 +1,142 @@
+"""The three output formats, and where messages and progress go."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cli_helpers import Nerd
+
+from nerd.cli.output import Printer, cell
+from nerd.models import Queue
+
+COLUMNS = [("id", "ID"), ("argv", "COMMAND"), ("exit_code", "EXIT")]
+ROWS = [
+    {"id": "t-00000001", "argv": ["echo", "a b"], "exit_code": 0},
+    {"id": "t-00000002", "argv": ["true"], "exit_code": None},
+]
+QUEUE = Queue(
+    id="q-12345678",
+    project="physics",
+    created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    task_counts={"PENDING": 2},
+)
+
+
+def test_json_output_is_one_parseable_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Printer("json").table(COLUMNS, ROWS)
+
+    assert json.loads(capsys.readouterr().out) == ROWS
+
+
+def test_json_output_of_a_model_has_its_wire_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Printer("json").record([("id", "id")], QUEUE)
+
+    document = json.loads(capsys.readouterr().out)
+    assert document["created_at"] == "2026-01-02T03:04:05Z"
+    assert document["task_counts"] == {"PENDING": 2}
+
+
+def test_raw_output_is_tab_separated_without_headers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Printer("raw").table(COLUMNS, ROWS)
+
+    assert capsys.readouterr().out == "t-00000001\techo 'a b'\t0\nt-00000002\ttrue\t\n"
+
+
+def test_a_raw_record_is_one_field_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    Printer("raw").record([("id", "id"), ("created_at", "created")], QUEUE)
+
+    assert (
+        capsys.readouterr().out == "id\tq-12345678\ncreated_at\t2026-01-02 03:04:05\n"
+    )
+
+
+def test_pretty_output_is_a_table_with_headers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Printer("pretty").table(COLUMNS, ROWS)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert any("ID" in line and "COMMAND" in line for line in lines)
+    assert any("t-00000002" in line and line.rstrip().endswith("-") for line in lines)
+
+
+def test_a_single_value_is_bare_text_or_a_json_object(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Printer("pretty").value("id", "d-96fac377")
+    Printer("json").value("id", "d-96fac377")
+
+    pretty, as_json = capsys.readouterr().out.split("\n", 1)
+    assert pretty == "d-96fac377"
+    assert json.loads(as_json) == {"id": "d-96fac377"}
+
+
+def test_messages_go_to_stderr_in_every_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Printer("json").message("Uploading dataset with ID 'd-96fac377'")
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "Uploading dataset with ID 'd-96fac377'\n"
+
+
+def test_progress_draws_nothing_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Printer("pretty").progress("upload") as progress:
+        progress(100, 100)
+
+    assert capsys.readouterr() == ("", "")
+
+
+def test_cells_quote_argv_and_join_mappings() -> None:
+    assert cell(["sh", "-c", "echo hi"]) == "sh -c 'echo hi'"
+    assert cell({"A": "1", "B": "2"}) == "A=1,B=2"
+    assert cell(None, empty="-") == "-"
+
+
+def test_the_output_flag_works_before_and_after_the_command(nerd: Nerd) -> None:
+    before = nerd("--output", "json", "version")
+    after = nerd("version", "--output", "json")
+    short = nerd("version", "--json-format")
+
+    assert json.loads(before.stdout) == json.loads(after.stdout) == {"version": "0.1.0"}
+    assert json.loads(short.stdout) == {"version": "0.1.0"}
+
+
+def test_nerd_output_sets_the_format_and_a_flag_beats_it(
+    nerd: Nerd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NERD_OUTPUT", "json")
+
+    from_env = nerd("version")
+    flagged = nerd("version", "--output", "raw")
+
+    assert json.loads(from_env.stdout) == {"version": "0.1.0"}
+    assert flagged.stdout == "nerd 0.1.0\n"
+
+
+def test_enabled_logging_appends_output_and_errors_to_the_log_file(
+    nerd: Nerd, home: Path
+) -> None:
+    log_file = home / "nerd.log"
+    document = {"logging": {"enabled": True, "file_location": str(log_file)}}
+    (home / ".nerd").mkdir()
+    (home / ".nerd" / "config.json").write_text(json.dumps(document))
+
+    nerd("version")
+    nerd("queue", "list")
+
+    text = log_file.read_text()
+    assert "nerd 0.1.0" in text
+    assert "nerd: error: not logged in" in text

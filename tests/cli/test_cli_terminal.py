@@ -1,0 +1,101 @@
+"""`nerd login` at a terminal: the exact prompts, a hidden password, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import RunningServer, create_user
+
+PROMPT_TIMEOUT_S = 20.0
+
+
+class Terminal:
+    """nerd running on a pseudo-terminal, read and typed into like a person would."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nerd.cli.main", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, text: str) -> None:
+        deadline = time.monotonic() + PROMPT_TIMEOUT_S
+        while text.encode() not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} in {self.seen!r}"
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                self.seen += os.read(self.master, 4096)
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\n")
+
+    def finish(self) -> int:
+        code = self.process.wait(timeout=PROMPT_TIMEOUT_S)
+        self._drain()
+        os.close(self.master)
+        return code
+
+    def _drain(self) -> None:
+        while select.select([self.master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.seen += chunk
+
+
+@pytest.fixture
+def terminal_env(home: Path, server: RunningServer) -> dict[str, str]:
+    folder = home / ".nerd"
+    folder.mkdir()
+    endpoint = {"nerd_api_endpoint": server.url, "auth": {"api_endpoint": server.url}}
+    (folder / "config.json").write_text(json.dumps(endpoint))
+    return dict(os.environ)
+
+
+def test_login_prompts_exactly_and_hides_the_password(
+    server: RunningServer, terminal_env: dict[str, str], home: Path
+) -> None:
+    password = create_user(server, "grace")
+    terminal = Terminal(["login"], terminal_env)
+
+    terminal.expect("Please enter your nerd username and password.\r\nUsername: ")
+    terminal.type("grace")
+    terminal.expect("Password: ")
+    terminal.type(password)
+    code = terminal.finish()
+
+    assert code == 0, terminal.seen
+    assert password.encode() not in terminal.seen
+    assert b"Logged in as 'grace'" in terminal.seen
+    assert (home / ".nerd" / "session.json").is_file()
+
+
+def test_ctrl_c_at_the_prompt_exits_130(terminal_env: dict[str, str]) -> None:
+    terminal = Terminal(["login"], terminal_env)
+    terminal.expect("Username: ")
+
+    terminal.process.send_signal(signal.SIGINT)
+    code = terminal.finish()
+
+    assert code == 130
+    assert b"nerd: error: interrupted" in terminal.seen
+    assert b"Traceback" not in terminal.seen

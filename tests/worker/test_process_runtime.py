@@ -1,0 +1,265 @@
+"""The process runtime: environment, stdin, exit codes, logs, kills and the sandbox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nerd.errors import UsageError
+from nerd.worker.logs import tail_text
+from nerd.worker.runtimes.process import (
+    ProcessRuntime,
+    RunSpec,
+    wait_for_group_exit,
+)
+from nerd.worker.staging import make_read_only
+
+HAS_BWRAP = shutil.which("bwrap") is not None
+needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bwrap is not installed")
+
+PRINT_ENV = "import os, sys; print(os.environ.get(sys.argv[1], '<unset>'))"
+
+
+def python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", code, *args]
+
+
+def run_to_end(spec: RunSpec, run_dir: Path, *, use_bwrap: bool = False) -> int:
+    process = ProcessRuntime(use_bwrap=use_bwrap).start(spec, run_dir)
+    exit_code = process.wait(30)
+    assert exit_code is not None
+    return exit_code
+
+
+def stdout_of(run_dir: Path) -> str:
+    return (run_dir / "stdout.log").read_text()
+
+
+@pytest.fixture
+def input_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "staged"
+    folder.mkdir()
+    (folder / "data.txt").write_text("input bytes")
+    make_read_only(folder)
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_task_sees_its_input_output_and_task_id_in_env(
+    tmp_path: Path, input_dir: Path
+) -> None:
+    names = ["NERD_INPUT_DIR", "NERD_OUTPUT_DIR", "NERD_TASK_ID"]
+    code = f"import os; print(*(os.environ[k] for k in {names!r}))"
+    spec = RunSpec("t-00000001", python(code), input_dir=input_dir)
+
+    exit_code = run_to_end(spec, tmp_path / "run")
+
+    assert exit_code == 0
+    run_dir = tmp_path / "run"
+    expected = f"{input_dir} {run_dir / 'output'} t-00000001\n"
+    assert stdout_of(run_dir) == expected
+
+
+def test_task_env_is_added_to_the_environment(tmp_path: Path) -> None:
+    spec = RunSpec("t-00000001", python(PRINT_ENV, "GAMMA"), env={"GAMMA": "0.001"})
+
+    run_to_end(spec, tmp_path / "run")
+
+    assert stdout_of(tmp_path / "run") == "0.001\n"
+
+
+def test_worker_tokens_are_not_passed_to_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NERD_JWT", "secret-access")
+    monkeypatch.setenv("NERD_JWT_REFRESH_TOKEN", "secret-refresh")
+    code = "import os; print(sorted(k for k in os.environ if k.startswith('NERD_JWT')))"
+
+    run_to_end(RunSpec("t-00000001", python(code)), tmp_path / "run")
+
+    assert stdout_of(tmp_path / "run") == "[]\n"
+
+
+def test_stdin_is_fed_to_the_command(tmp_path: Path) -> None:
+    code = "import sys; print(sys.stdin.read().upper())"
+    spec = RunSpec("t-00000001", python(code), stdin=b"hello from stdin")
+
+    run_to_end(spec, tmp_path / "run")
+
+    assert stdout_of(tmp_path / "run") == "HELLO FROM STDIN\n"
+
+
+def test_without_stdin_the_command_reads_end_of_file(tmp_path: Path) -> None:
+    code = "import sys; print(repr(sys.stdin.read()))"
+
+    run_to_end(RunSpec("t-00000001", python(code)), tmp_path / "run")
+
+    assert stdout_of(tmp_path / "run") == "''\n"
+
+
+def test_nonzero_exit_code_is_returned(tmp_path: Path) -> None:
+    spec = RunSpec("t-00000001", python("raise SystemExit(3)"))
+
+    assert run_to_end(spec, tmp_path / "run") == 3
+
+
+def test_a_command_killed_by_a_signal_exits_128_plus_the_signal(
+    tmp_path: Path,
+) -> None:
+    spec = RunSpec("t-00000001", python("import os, signal; os.kill(os.getpid(), 9)"))
+
+    assert run_to_end(spec, tmp_path / "run") == 137
+
+
+def test_stderr_tail_keeps_the_last_2_kib(tmp_path: Path) -> None:
+    code = "import sys; sys.stderr.write('x' * 5000 + 'THE END')"
+    run_to_end(RunSpec("t-00000001", python(code)), tmp_path / "run")
+
+    tail = tail_text(tmp_path / "run" / "stderr.log")
+
+    assert len(tail) == 2048
+    assert tail.endswith("xTHE END")
+
+
+def test_command_runs_in_a_fresh_work_dir(tmp_path: Path) -> None:
+    code = "import os; print(os.getcwd(), os.listdir('.'))"
+
+    run_to_end(RunSpec("t-00000001", python(code)), tmp_path / "run")
+
+    assert stdout_of(tmp_path / "run") == f"{tmp_path / 'run' / 'work'} []\n"
+
+
+def test_unknown_command_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    spec = RunSpec("t-00000001", ["no-such-command-xyz", "arg"])
+
+    with pytest.raises(UsageError, match="command not found: no-such-command-xyz"):
+        ProcessRuntime(use_bwrap=False).start(spec, tmp_path / "run")
+
+
+def test_command_that_cannot_be_executed_is_a_usage_error(tmp_path: Path) -> None:
+    not_executable = tmp_path / "script.sh"
+    not_executable.write_text("echo hi\n")
+    spec = RunSpec("t-00000001", [str(not_executable)])
+
+    with pytest.raises(
+        UsageError, match=r"cannot start .*script\.sh: Permission denied"
+    ):
+        ProcessRuntime(use_bwrap=False).start(spec, tmp_path / "run")
+
+
+def test_asking_for_bwrap_without_it_on_the_path_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(UsageError, match="bwrap is not on the PATH"):
+        ProcessRuntime(use_bwrap=True)
+
+
+def test_kill_takes_down_the_whole_process_group(tmp_path: Path) -> None:
+    # The command starts a grandchild that ignores SIGTERM: only SIGKILL ends it.
+    code = (
+        "import subprocess, sys, time;"
+        "subprocess.Popen([sys.executable, '-c', 'import signal, time;"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True);"
+        "time.sleep(60)']); time.sleep(60)"
+    )
+    runtime = ProcessRuntime(use_bwrap=False, kill_grace_s=0.5)
+    process = runtime.start(RunSpec("t-00000001", python(code)), tmp_path / "run")
+    wait_for_output(tmp_path / "run" / "stdout.log")
+
+    started = time.monotonic()
+    exit_code = process.kill()
+
+    assert exit_code == 128 + 15
+    assert wait_for_group_exit(process.pid, 5)
+    assert time.monotonic() - started < 5
+
+
+def test_children_left_behind_are_killed_when_the_command_exits(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import subprocess, sys;"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "print(p.pid, flush=True)"
+    )
+    process = ProcessRuntime(use_bwrap=False).start(
+        RunSpec("t-00000001", python(code)), tmp_path / "run"
+    )
+
+    assert process.wait(30) == 0
+    assert wait_for_group_exit(process.pid, 5)
+
+
+def wait_for_output(path: Path, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} stayed empty")
+
+
+@needs_bwrap
+def test_under_bwrap_writing_to_the_input_fails_even_for_root(
+    tmp_path: Path, input_dir: Path
+) -> None:
+    code = (
+        "import os; p = os.path.join(os.environ['NERD_INPUT_DIR'], 'data.txt');"
+        "open(p, 'a').write('tampered')"
+    )
+    spec = RunSpec("t-00000001", python(code), input_dir=input_dir)
+
+    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+
+    assert exit_code == 1
+    assert "Read-only file system" in tail_text(tmp_path / "run" / "stderr.log")
+    input_dir.chmod(0o755)
+    assert (input_dir / "data.txt").read_text() == "input bytes"
+
+
+@needs_bwrap
+def test_under_bwrap_input_and_output_are_also_at_slash_input_and_output(
+    tmp_path: Path, input_dir: Path
+) -> None:
+    code = (
+        "print(open('/input/data.txt').read()); open('/output/r.txt', 'w').write('ok')"
+    )
+    spec = RunSpec("t-00000001", python(code), input_dir=input_dir)
+
+    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+
+    assert exit_code == 0
+    assert stdout_of(tmp_path / "run") == "input bytes\n"
+    assert (tmp_path / "run" / "output" / "r.txt").read_text() == "ok"
+    assert not Path("/input").exists()
+
+
+@needs_bwrap
+def test_under_bwrap_the_process_group_kill_still_works(tmp_path: Path) -> None:
+    runtime = ProcessRuntime(use_bwrap=True, kill_grace_s=0.5)
+    spec = RunSpec(
+        "t-00000001", python("print(1, flush=True); import time; time.sleep(60)")
+    )
+    process = runtime.start(spec, tmp_path / "run")
+    wait_for_output(tmp_path / "run" / "stdout.log")
+
+    exit_code = process.kill()
+
+    assert exit_code in (128 + 15, 128 + 9)
+    assert wait_for_group_exit(process.pid, 5)
+
+
+def test_without_bwrap_the_input_is_only_protected_by_its_modes(
+    tmp_path: Path, input_dir: Path
+) -> None:
+    mode = os.stat(input_dir / "data.txt").st_mode & 0o777
+
+    assert mode == 0o444
+    assert os.stat(input_dir).st_mode & 0o777 == 0o555

@@ -320,3 +320,35 @@ def test_a_session_that_cannot_renew_exits_4_saying_it_expired(
     assert result.exit_code == 4
     assert "your session has expired, run `nerd login`" in result.stderr
     assert os.environ.get("NERD_JWT") is None
+
+
+def test_download_of_a_queue_without_outputs_exits_3(
+    nerd: Nerd, logged_in: Path, tmp_path: Path
+) -> None:
+    queue_id = nerd("queue", "create").stdout.strip()
+    nerd("task", "start", queue_id, "--", "true")
+
+    result = nerd("download", queue_id, str(tmp_path / "out"))
+
+    assert result.exit_code == 3
+    assert f"no task in queue '{queue_id}' has an output dataset" in result.stderr
+
+
+def test_upload_resume_finishes_a_dataset_created_earlier(
+    nerd: Nerd, logged_in: Path, tmp_path: Path
+) -> None:
+    from nerd.client import Client
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    with Client.from_environment() as client:
+        dataset_id = client.data.create(name="later").id
+
+    result = nerd("upload", str(tmp_path / "d"), "--resume", dataset_id)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == dataset_id
+    described = json.loads(
+        nerd("dataset", "describe", dataset_id, "--json-format").stdout
+    )
+    assert (described["status"], described["name"]) == ("ready", "later")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from worker_helpers import py
 
+from helpers import RunningServer, token_pair
 from nerd.client import Client
 from nerd.errors import UsageError
 from nerd.models import LogStream, TaskStatus, WorkerStatus
@@ -198,3 +200,22 @@ def test_stdin_round_trips_binary_bytes(user: Client, worker_client: Client) -> 
     work_until_idle(worker_client, queue.id)
 
     assert user.batch.describe_task(task.id).result == hashlib.sha256(data).hexdigest()
+
+
+def test_heartbeats_keep_a_long_silent_run_past_its_lease(
+    server_factory: Callable[..., RunningServer], home: Path
+) -> None:
+    short = server_factory(lease_s=1)
+    pair = token_pair(short, "admin", short.admin_password)
+    with Client(short.url, lambda: pair["access_token"], "default") as user:
+        worker_token = user.auth.worker_token("default").access_token
+        queue = user.batch.create_queue()
+        task = user.batch.start_task(
+            queue.id, py("import time; time.sleep(3.5)"), max_attempts=1
+        )
+        with Client(short.url, lambda: worker_token, "default") as worker_client:
+            work_until_idle(worker_client, queue.id)
+
+        done = user.batch.describe_task(task.id)
+
+    assert (done.status, done.num_dispatches) == (TaskStatus.SUCCESS, 1)

@@ -103,13 +103,13 @@ def _output_of(client: Client, task_id: str) -> str:
 def _download_queue(state: State, client: Client, queue_id: str, target: Path) -> None:
     """Every task output of the queue, each in a sub-folder named by the task id."""
     printer = state.printer()
-    tasks = [t for t in client.batch.list_tasks(queue_id) if t.output_dataset]
-    if not tasks:
+    tasks = client.batch.list_tasks(queue_id)
+    outputs = [(t.id, t.output_dataset) for t in tasks if t.output_dataset]
+    if not outputs:
         raise NotFoundError(f"no task in queue '{queue_id}' has an output dataset")
-    for task in tasks:
-        assert task.output_dataset is not None
-        _download_one(printer, client, task.output_dataset, target / task.id)
-    done = [{"task": t.id, "dataset": t.output_dataset} for t in tasks]
+    for task_id, dataset_id in outputs:
+        _download_one(printer, client, dataset_id, target / task_id)
+    done = [{"task": task_id, "dataset": dataset_id} for task_id, dataset_id in outputs]
     if printer.is_json:
         return printer.document({"downloaded": done})
     return printer.table([("task", "TASK"), ("dataset", "DATASET")], done)

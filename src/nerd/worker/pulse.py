@@ -1,7 +1,8 @@
 """The worker's background threads: heartbeats for a run and for the worker itself.
 
 A :class:`RunPulse` keeps one run's lease alive (a heartbeat every ``lease_s / 3``) and
-ships what the command printed as log appends, about once a second. When the server
+ships what the command printed as log appends, about once a second, until the run is
+reported (so uploading a large output does not lose the lease). When the server
 answers ``run_expired`` (the task was stopped, or the lease was lost) it sets
 :attr:`RunPulse.expired` and goes quiet; the thread that owns the process kills it.
 
@@ -77,32 +78,34 @@ class RunPulse(threading.Thread):
                 self._guarded(self._heartbeat)
                 next_beat = time.monotonic() + self._interval_s
 
+    def flush_logs(self) -> None:
+        """Ship everything the logs still hold, once the command has ended."""
+        if not self.expired.is_set():
+            self._guarded(self._drain_logs)
+
     def finish(self) -> None:
-        """Stop the thread, then ship whatever the logs still hold."""
+        """Stop heartbeating: the run's report follows, or the run is over."""
         self._done.set()
         if self.is_alive():
             self.join()
-        if not self.expired.is_set():
-            self._guarded(self._drain_logs)
 
     def _heartbeat(self) -> None:
         reply = self._batch.heartbeat(self._task_id, self._run_token)
         self._interval_s = max(MIN_HEARTBEAT_S, reply.lease_s / 3)
 
     def _ship_logs(self) -> None:
+        # The lock keeps the thread and flush_logs from reading one tail twice over.
         with self._tails_lock:
-            tails = list(self._tails)
-        for tail in tails:
-            text = tail.read_new()
-            if text:
-                self._append(tail.stream, text)
+            for tail in self._tails:
+                text = tail.read_new()
+                if text:
+                    self._append(tail.stream, text)
 
     def _drain_logs(self) -> None:
         with self._tails_lock:
-            tails = list(self._tails)
-        for tail in tails:
-            for text in tail.drain():
-                self._append(tail.stream, text)
+            for tail in self._tails:
+                for text in tail.drain():
+                    self._append(tail.stream, text)
 
     def _append(self, stream: LogStream, text: str) -> None:
         self._batch.append_log(self._task_id, self._run_token, stream, text)

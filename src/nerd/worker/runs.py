@@ -154,10 +154,11 @@ class TaskRun:
         return Outcome(exit_code)
 
     def _finish(self, process: RunningProcess, outcome: Outcome) -> Outcome:
+        if not outcome.is_expired:
+            self.pulse.flush_logs()
         if outcome.is_expired or self.pulse.expired.is_set():
             self._log("task.abandoned", exit_code=outcome.exit_code)
             return Outcome(outcome.exit_code, outcome.message, is_expired=True)
-        self.pulse.finish()
         if outcome.exit_code == 0 and not outcome.message:
             return self._report_success(process)
         tail = tail_text(process.paths.stderr_log, STDERR_TAIL_BYTES)

@@ -1,22 +1,22 @@
 """Every error nerd raises on purpose, shared by the CLI, the SDK and the server.
 
-The tree::
+The tree, with each class's exit code and HTTP status::
 
-    NerdError                       exit 1, HTTP 500
-    ├── UsageError                  exit 2, HTTP 400  bad arguments, bad ids, bad input
-    │   ├── ConfigError             exit 2            a malformed config or session file
-    │   └── UnsafePathError         exit 2, HTTP 400  a path that would escape a folder
-    ├── NotFoundError               exit 3, HTTP 404  no such resource (or not yours)
-    ├── AuthError                   exit 4, HTTP 401  not logged in, bad token, bad password
-    │   ├── SessionExpiredError     exit 4, HTTP 401  the session can no longer be renewed
-    │   └── KeyMismatchError        exit 4            the server's key is not the configured one
-    ├── PermissionDeniedError       exit 5, HTTP 403  logged in, but not allowed
-    ├── ServerUnreachableError      exit 6            no HTTP answer from the server
-    ├── TaskFailedError             exit 7            a task the command waited for failed
-    ├── ConflictError               exit 8, HTTP 409  the resource is not in a state for this
-    │   └── RunExpiredError         exit 8, HTTP 409  a stale run token: the run was taken back
-    ├── IntegrityError              exit 9, HTTP 422  bytes that do not match their hash
-    └── StorageFullError            exit 10, HTTP 507 the server has no room left
+    NerdError                    1  500
+    ├── UsageError               2  400  bad arguments, ids or input
+    │   ├── ConfigError          2  400  a malformed config or session file
+    │   └── UnsafePathError      2  400  a path that would escape its folder
+    ├── NotFoundError            3  404  no such resource (or not yours)
+    ├── AuthError                4  401  not logged in, bad token, bad password
+    │   ├── SessionExpiredError  4  401  the session can no longer be renewed
+    │   └── KeyMismatchError     4  401  the server's key is not the configured one
+    ├── PermissionDeniedError    5  403  logged in, but not allowed
+    ├── ServerUnreachableError   6  503  no HTTP answer from the server
+    ├── TaskFailedError          7  500  a task the command waited for failed
+    ├── ConflictError            8  409  the resource is not in a state for this
+    │   └── RunExpiredError      8  409  a stale run token: the run was taken back
+    ├── IntegrityError           9  422  bytes that do not match their hash
+    └── StorageFullError        10  507  the server has no room left
 
 The server turns an error into one JSON body ``{"error": {"code", "message", "hint"}}``;
 the SDK turns that body back into the same class with :func:`from_body`; the CLI prints
@@ -44,7 +44,8 @@ class NerdError(Exception):
 
     def to_body(self) -> dict[str, Any]:
         """The JSON error body the server sends for this error."""
-        return {"error": {"code": self.code, "message": self.message, "hint": self.hint}}
+        error = {"code": self.code, "message": self.message, "hint": self.hint}
+        return {"error": error}
 
 
 class UsageError(NerdError):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Wire(BaseModel):
-    """Base of every wire schema: unknown keys are ignored, so old clients keep working."""
+    """Base of every wire schema: unknown keys are ignored, for old peers."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -168,13 +168,17 @@ class TaskStatus(StrEnum):
     STOPPED = "STOPPED"
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.STOPPED})
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.STOPPED}
+)
 
 
 class TaskCreate(Wire):
     argv: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
-    stdin_b64: str | None = Field(default=None, description="base64, at most 128 KiB raw")
+    stdin_b64: str | None = Field(
+        default=None, description="base64, at most 128 KiB raw"
+    )
     max_attempts: int = Field(default=3, ge=1, le=100)
 
 

@@ -46,18 +46,19 @@ def exit_code_rows() -> Iterator[str]:
 
 
 def command_sections(
-    command: click.Command, path: list[str]
+    command: click.Command, path: list[str], parent: click.Context | None = None
 ) -> Iterator[tuple[str, str]]:
     """(``nerd a b``, help text) for the command and each visible sub-command."""
     name = " ".join(path)
-    with click.Context(command, info_name=name, terminal_width=88) as ctx:
+    settings = {**command.context_settings, "terminal_width": 88}
+    with click.Context(command, info_name=path[-1], parent=parent, **settings) as ctx:
         yield name, command.get_help(ctx)
         if not isinstance(command, click.Group):
             return
-        for name in command.list_commands(ctx):
-            sub = command.get_command(ctx, name)
+        for sub_name in command.list_commands(ctx):
+            sub = command.get_command(ctx, sub_name)
             if sub is not None and not sub.hidden:
-                yield from command_sections(sub, [*path, name])
+                yield from command_sections(sub, [*path, sub_name], ctx)
 
 
 def render() -> str:

@@ -26,6 +26,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -305,13 +306,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.workers < 2:
         raise SystemExit("--workers must be at least 2")
+    is_temporary = args.work_dir is None
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="nerd-digits-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {work}")
     port = free_port()
     env = isolated_env(work, f"http://127.0.0.1:{port}")
-    with running_server(work, env, port):
-        return run_sweep(Nerd(env), work, work / "server", args.workers, args.timeout_s)
+    try:
+        with running_server(work, env, port):
+            return run_sweep(
+                Nerd(env), work, work / "server", args.workers, args.timeout_s
+            )
+    finally:
+        if is_temporary:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

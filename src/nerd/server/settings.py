@@ -27,6 +27,8 @@ class Settings:
     refresh_ttl_s: int = 30 * DAY_S
     issuer: str = "nerd"
     sweep_interval_s: float = 1.0
+    # A worker silent this long (it heartbeats every few seconds) is listed as gone.
+    worker_silence_s: float = 60.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()

@@ -178,7 +178,9 @@ def task_environment(
 
 def bwrap_prefix(bwrap: str, input_dir: Path, output_dir: Path) -> list[str]:
     """The bubblewrap command line that runs a command with the input read-only."""
-    args = [bwrap, "--die-with-parent"]
+    # A PID namespace: when bwrap dies (say the worker was SIGKILLed), the kernel ends
+    # every process the task started, not only bwrap's direct child.
+    args = [bwrap, "--die-with-parent", "--unshare-pid"]
     for entry in sorted(Path("/").iterdir()):
         args += _root_entry_binds(entry)
     args += ["--ro-bind", str(input_dir), str(input_dir)]

@@ -159,7 +159,9 @@ class Printer:
         for row in rows:
             table.add_row(*(cell(row.get(key), empty="-") for key, _ in columns))
         width = None if sys.stdout.isatty() else NON_TTY_WIDTH
-        Console(file=sys.stdout, width=width, highlight=False).print(table)
+        console = Console(file=sys.stdout, width=width, highlight=False, record=True)
+        console.print(table)
+        transcript.info("%s", console.export_text().rstrip("\n"))
 
 
 def _as_row(row: Any) -> dict[str, Any]:

@@ -112,13 +112,6 @@ def is_worker(pid: int) -> bool:
         return False
 
 
-def is_alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -126,3 +119,23 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"still not true after {timeout_s}s")
+
+
+def is_running_with_env(entry: str) -> bool:
+    """Whether a live process has ``entry`` (``KEY=value``) in its environment.
+
+    Tasks run in their own PID namespace, so the pid a task sees is not the host's;
+    a unique variable in its environment finds it from outside.
+    """
+    needle = entry.encode() + b"\0"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle not in (proc / "environ").read_bytes() + b"\0":
+                continue
+            if (proc / "stat").read_text().split()[2] != "Z":
+                return True
+        except OSError:
+            continue
+    return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from e2e_helpers import Shell, is_alive, is_worker, wait_until
+from e2e_helpers import Shell, is_running_with_env, is_worker, wait_until
 
 # Reads the input dataset, writes an output file, and says what it did.
 TRAIN = (
@@ -104,12 +104,11 @@ def test_task_stop_kills_the_running_task(nerd: Shell, tmp_path: Path) -> None:
     task = start_task(nerd, queue, "-e", env, "--", sys.executable, "-c", SLOW_TASK)
     nerd.json("worker", "start", queue)
     wait_until(pid_file.exists)
-    task_pid = int(pid_file.read_text())
 
     stopped = nerd.json("task", "stop", queue, task)
 
     assert stopped["status"] == "STOPPED"
-    wait_until(lambda: not is_alive(task_pid), timeout_s=20)
+    wait_until(lambda: not is_running_with_env(env), timeout_s=20)
 
 
 def test_worker_logs_prints_what_a_background_worker_logged(nerd: Shell) -> None:

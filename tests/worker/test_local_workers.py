@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from worker_helpers import WaitForTask, py, wait_until
+from worker_helpers import WaitForTask, is_running_with_env, py, wait_until
 
 from nerd.client import Client
 from nerd.errors import NotFoundError, UsageError
@@ -32,14 +32,6 @@ SLOW_TASK = (
     "import os, time; open(os.environ['PID_FILE'], 'w').write(str(os.getpid()))\n"
     "while True: print('tick', flush=True); time.sleep(0.2)"
 )
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(autouse=True)
@@ -71,11 +63,10 @@ def test_stopping_a_running_task_kills_it_and_the_worker_goes_on(
     )
     worker_pid = start_one(user, queue.id)
     wait_until(pid_file.exists)
-    task_pid = int(pid_file.read_text())
 
     user.batch.stop_task(task.id)
 
-    wait_until(lambda: not is_alive(task_pid), timeout_s=15)
+    wait_until(lambda: not is_running_with_env(f"PID_FILE={pid_file}"), timeout_s=15)
     assert user.batch.describe_task(task.id).status == TaskStatus.STOPPED
     after = user.batch.start_task(queue.id, ["true"])
     assert wait_for_task(after.id).status == TaskStatus.SUCCESS
@@ -116,7 +107,7 @@ def test_sigterm_kills_a_run_that_outlasts_the_grace_period_and_fails_it(
     assert (done.status, done.exit_code) == (TaskStatus.FAILED, 128 + signal.SIGTERM)
     assert done.message is not None
     assert "the worker was stopped and the run outlasted 1s" in done.message
-    assert not is_alive(int(pid_file.read_text()))
+    assert not is_running_with_env(f"PID_FILE={pid_file}")
     wait_until(lambda: not is_worker_process(worker_pid))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import sys
 from collections.abc import Callable
@@ -144,15 +145,16 @@ def test_input_dataset_is_staged_read_only_and_cached_once_per_host(
     assert leftovers == [f".{dataset.id}.lock"]
 
 
-def test_a_missing_input_dataset_fails_the_task_with_exit_125(
-    user: Client, worker_client: Client, tmp_path: Path
+def test_an_input_dataset_that_cannot_be_staged_fails_the_task_with_exit_125(
+    user: Client, worker_client: Client, server: RunningServer, tmp_path: Path
 ) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    dataset = user.data.upload(empty)
+    folder = tmp_path / "input"
+    folder.mkdir()
+    (folder / "data.bin").write_bytes(os.urandom(4096))
+    dataset = user.data.upload(folder)
     queue = user.batch.create_queue(input_dataset=dataset.id)
     task = user.batch.start_task(queue.id, ["true"], max_attempts=1)
-    user.data.delete(dataset.id)
+    _corrupt_every_pack(server.data_dir / "objects")
 
     work_until_idle(worker_client, queue.id)
 
@@ -219,3 +221,12 @@ def test_heartbeats_keep_a_long_silent_run_past_its_lease(
         done = user.batch.describe_task(task.id)
 
     assert (done.status, done.num_dispatches) == (TaskStatus.SUCCESS, 1)
+
+
+def _corrupt_every_pack(objects: Path) -> None:
+    """Flip the last byte of every stored pack, as a failing disk would."""
+    for pack in objects.glob("projects/*/packs/**/*"):
+        if pack.is_file():
+            data = bytearray(pack.read_bytes())
+            data[-1] ^= 0xFF
+            pack.write_bytes(bytes(data))

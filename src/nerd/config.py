@@ -132,8 +132,10 @@ def _config_from_raw(path: Path | None, raw: dict[str, Any]) -> Config:
     where = str(path) if path else CONFIG_ENV_JSON
     auth_raw = _section(raw, "auth", where)
     logging_raw = _section(raw, "logging", where)
+    # One server usually serves both APIs: naming only the batch one is enough.
+    endpoint = _string(raw, "nerd_api_endpoint", where, DEFAULT_ENDPOINT)
     auth = AuthConfig(
-        api_endpoint=_string(auth_raw, "api_endpoint", where, DEFAULT_ENDPOINT),
+        api_endpoint=_string(auth_raw, "api_endpoint", where, endpoint),
         public_key=_string(auth_raw, "public_key", where, ""),
         client_id=_string(auth_raw, "client_id", where, ""),
         oauth_localserver=_string(
@@ -149,7 +151,7 @@ def _config_from_raw(path: Path | None, raw: dict[str, Any]) -> Config:
         path=path,
         raw=raw,
         auth=auth,
-        nerd_api_endpoint=_string(raw, "nerd_api_endpoint", where, DEFAULT_ENDPOINT),
+        nerd_api_endpoint=endpoint,
         is_logging_enabled=is_enabled,
         log_file=Path(log_file).expanduser(),
     )

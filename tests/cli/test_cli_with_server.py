@@ -352,3 +352,54 @@ def test_upload_resume_finishes_a_dataset_created_earlier(
         nerd("dataset", "describe", dataset_id, "--json-format").stdout
     )
     assert (described["status"], described["name"]) == ("ready", "later")
+
+
+def test_download_into_a_dangling_symlink_is_a_usage_error(
+    nerd: Nerd, logged_in: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "input"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    dataset_id = nerd("upload", str(folder)).stdout.strip()
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+
+    result = nerd("download", dataset_id, str(tmp_path / "link"))
+
+    assert result.exit_code == 2
+    assert "is a symlink to nothing" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_enabled_logging_keeps_tables_in_the_log_file(
+    nerd: Nerd, logged_in: Path, home: Path
+) -> None:
+    log_file = home / "nerd.log"
+    document = json.loads(logged_in.read_text())
+    document["enable_logging"] = True
+    document["logging"] = {"enabled": True, "file_location": str(log_file)}
+    logged_in.write_text(json.dumps(document))
+    queue_id = nerd("queue", "create").stdout.strip()
+
+    listed = nerd("queue", "list")
+
+    assert queue_id in listed.stdout
+    assert listed.stdout.strip() in log_file.read_text()
+
+
+def test_login_project_set_and_logout_print_one_json_document(
+    nerd: Nerd, configured: Path, password: str
+) -> None:
+    login = nerd(
+        "login",
+        "-u",
+        ALICE,
+        "--password-stdin",
+        "--json-format",
+        stdin=password.encode(),
+    )
+    chosen = nerd("project", "set", "physics", "--output", "json")
+    logout = nerd("logout", "--output", "json")
+
+    assert json.loads(login.stdout)["username"] == ALICE
+    assert json.loads(chosen.stdout) == {"project": "physics"}
+    assert json.loads(logout.stdout) == {"logged_out": True}

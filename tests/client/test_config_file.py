@@ -39,7 +39,30 @@ def test_missing_keys_take_defaults_and_given_ones_are_used(home: Path) -> None:
 
     assert cfg.path == path
     assert cfg.nerd_api_endpoint == "http://10.0.0.1:9"
-    assert cfg.auth.api_endpoint == "http://127.0.0.1:8642"
+    assert cfg.auth.oauth_localserver == "localhost:9876"
+
+
+def test_an_auth_endpoint_not_given_follows_the_batch_endpoint(home: Path) -> None:
+    write(
+        home / ".nerd" / "config.json",
+        json.dumps({"nerd_api_endpoint": "http://127.0.0.1:9"}),
+    )
+
+    cfg = config.load_config()
+
+    assert cfg.auth.api_endpoint == "http://127.0.0.1:9"
+
+
+def test_an_auth_endpoint_given_is_kept_apart(home: Path) -> None:
+    document = {
+        "nerd_api_endpoint": "http://127.0.0.1:9",
+        "auth": {"api_endpoint": "http://127.0.0.1:10"},
+    }
+    write(home / ".nerd" / "config.json", json.dumps(document))
+
+    cfg = config.load_config()
+
+    assert cfg.auth.api_endpoint == "http://127.0.0.1:10"
 
 
 def test_a_malformed_config_names_the_file_and_the_line(home: Path) -> None:

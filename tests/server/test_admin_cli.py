@@ -84,6 +84,14 @@ def test_the_first_start_tells_how_to_log_in(server: RunningServer) -> None:
     assert server.url in log
 
 
+def test_a_first_start_on_another_port_tells_how_to_point_the_cli_at_it(
+    server: RunningServer,
+) -> None:
+    log = server.log_text()
+
+    assert f'"nerd_api_endpoint": "{server.url}"' in log
+
+
 def test_the_server_refuses_an_unreachable_database(tmp_path: Path) -> None:
     url = "postgresql://postgres@127.0.0.1:1/none"
     result = subprocess.run(

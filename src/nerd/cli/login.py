@@ -32,18 +32,49 @@ def register(cli: click.Group) -> None:
 @click.option(
     "--browser", is_flag=True, help="Log in through the browser (OAuth2 with PKCE)."
 )
-def login_command(username: str | None, password_stdin: bool, browser: bool) -> None:
+@click.option(
+    "--timeout-s",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="How long --browser waits for the browser to come back.",
+)
+def login_command(
+    username: str | None, password_stdin: bool, browser: bool, timeout_s: float
+) -> None:
     """Log in to the nerd server and keep the session in the session file."""
-    if browser:
-        raise UsageError(
-            "browser login is not offered by this nerd server yet",
-            hint="log in with a username and password instead",
-        )
+    if browser and (username or password_stdin):
+        raise UsageError("--browser takes no --username or --password-stdin")
     state = get_state()
     cfg = state.config()
     printer = state.printer()
-    pair, server_key = _log_in(cfg, printer, username, password_stdin)
+    if browser:
+        pair, server_key = _log_in_with_browser(cfg, printer, timeout_s)
+    else:
+        pair, server_key = _log_in(cfg, printer, username, password_stdin)
     _store_login(cfg, state.load_session(), pair, server_key, printer)
+
+
+def _log_in_with_browser(
+    cfg: config.Config, printer: Printer, timeout_s: float
+) -> tuple[TokenPair, PublicKey]:
+    """Check the server's key, then log in through the browser."""
+    from nerd.cli.oauth import log_in_with_browser
+    from nerd.client.auth import AuthClient
+    from nerd.client.http import Api
+
+    with Api(cfg.auth.api_endpoint) as api:
+        auth = AuthClient(api)
+        server_key = _checked_server_key(cfg, auth, printer)
+        pair = log_in_with_browser(
+            auth,
+            localserver=cfg.auth.oauth_localserver,
+            client_id=cfg.auth.client_id,
+            success_url=cfg.auth.oauth_success_url,
+            timeout_s=timeout_s,
+            say=printer.message,
+        )
+        return pair, server_key
 
 
 def _log_in(
@@ -124,6 +155,7 @@ def _store_login(
     session.set_tokens(pair.access_token, pair.refresh_token)
     config.save_session(session)
     printer.message(f"Logged in as '{claims['sub']}' at {cfg.auth.api_endpoint}")
+    printer.outcome({"username": claims["sub"], "endpoint": cfg.auth.api_endpoint})
 
 
 def _pin_key(cfg: config.Config, public_key: str, printer: Printer) -> None:
@@ -146,11 +178,13 @@ def logout_command() -> None:
     session = state.load_session()
     if not session.is_logged_in:
         printer.message("Not logged in.")
+        printer.outcome({"logged_out": False})
         return
     _revoke(state.config(), session.refresh_token, printer)
     session.clear_tokens()
     config.save_session(session)
     printer.message("Logged out.")
+    printer.outcome({"logged_out": True})
 
 
 def _revoke(cfg: config.Config, refresh_token: str, printer: Printer) -> None:

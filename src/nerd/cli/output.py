@@ -119,6 +119,11 @@ class Printer:
             return self.document({key: value} if doc is None else doc)
         return self._out(value)
 
+    def outcome(self, doc: Any) -> None:
+        """What a command that only changes state did: its JSON document, if json."""
+        if self.is_json:
+            self.document(doc)
+
     def document(self, doc: Any) -> None:
         """The command's one JSON document."""
         self._out(json.dumps(jsonable(doc), indent=2, sort_keys=False))

@@ -15,7 +15,65 @@ def register(cli: click.Group) -> None:
 
 @click.group("project", cls=NerdGroup)
 def project_group() -> None:
-    """Choose the project that commands work in."""
+    """Choose the project that commands work in; create projects, add members."""
+
+
+@project_group.command("create")
+@click.argument("name")
+def create_project(name: str) -> None:
+    """Create project NAME (admins only); you become its first member."""
+    state = get_state()
+    project = state.client().auth.create_project(name)
+    doc = {"name": project.name, "created_at": project.created_at}
+    state.printer().record([("name", "NAME"), ("created_at", "CREATED")], doc, doc)
+
+
+@project_group.group("member", cls=NerdGroup)
+def member_group() -> None:
+    """The members of the current project (or --project)."""
+
+
+PROJECT_OPTION = click.option(
+    "-p", "--project", help="The project [env NERD_PROJECT; default: the current one]."
+)
+
+
+@member_group.command("list")
+@PROJECT_OPTION
+def list_members(project: str | None) -> None:
+    """List the members of the project."""
+    state = get_state()
+    client = state.client(project)
+    members = client.auth.list_members(client.project)
+    doc = [{"username": m.username, "added_at": m.added_at} for m in members]
+    columns = [("username", "USERNAME"), ("added_at", "ADDED")]
+    state.printer().table(columns, doc, doc)
+
+
+@member_group.command("add")
+@click.argument("username")
+@PROJECT_OPTION
+def add_member(username: str, project: str | None) -> None:
+    """Make USERNAME a member of the project."""
+    state = get_state()
+    client = state.client(project)
+    client.auth.add_member(client.project, username)
+    printer = state.printer()
+    printer.message(f"Added '{username}' to project '{client.project}'")
+    printer.outcome({"project": client.project, "added": username})
+
+
+@member_group.command("remove")
+@click.argument("username")
+@PROJECT_OPTION
+def remove_member(username: str, project: str | None) -> None:
+    """Remove USERNAME from the project."""
+    state = get_state()
+    client = state.client(project)
+    client.auth.remove_member(client.project, username)
+    printer = state.printer()
+    printer.message(f"Removed '{username}' from project '{client.project}'")
+    printer.outcome({"project": client.project, "removed": username})
 
 
 @project_group.command("list")
@@ -47,4 +105,6 @@ def set_project(name: str) -> None:
     session = state.load_session()
     session.set_project(name)
     config.save_session(session)
-    state.printer().message(f"Now using project '{name}'")
+    printer = state.printer()
+    printer.message(f"Now using project '{name}'")
+    printer.outcome({"project": name})

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from nerd.config import DEFAULT_ENDPOINT
 from nerd.server import db
 from nerd.server.passwords import hash_password, new_password
 
@@ -67,9 +68,16 @@ def write_secret_file(path: Path, text: str) -> None:
 
 
 def login_instructions(first: FirstStart, endpoint: str) -> str:
-    return (
+    text = (
         f"nerd: first start: created user '{first.username}' with password "
         f"{first.password}\n"
         f"nerd: (also in {first.password_path}); log in with:\n"
         f"    nerd login --username {first.username}   # server: {endpoint}\n"
     )
+    if endpoint != DEFAULT_ENDPOINT:
+        text += (
+            "nerd: this is not the CLI's default address: first add\n"
+            f'    "nerd_api_endpoint": "{endpoint}"\n'
+            "nerd: to ~/.nerd/config.json (a JSON object)\n"
+        )
+    return text

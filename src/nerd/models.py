@@ -168,6 +168,8 @@ class TaskStatus(StrEnum):
     STOPPED = "STOPPED"
 
 
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+
 TERMINAL_STATUSES = frozenset(
     {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.STOPPED}
 )
@@ -180,6 +182,9 @@ class TaskCreate(Wire):
         default=None, description="base64, at most 128 KiB raw"
     )
     max_attempts: int = Field(default=3, ge=1, le=100)
+    timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
+    # Names of opaque secrets whose keys become env of the task's command.
+    secret_env: list[str] = Field(default_factory=list)
 
 
 class Task(Wire):
@@ -199,6 +204,8 @@ class Task(Wire):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    timeout_s: float | None = None
+    secret_env: list[str] = Field(default_factory=list)
 
 
 class ReceiveRequest(Wire):
@@ -290,3 +297,99 @@ class Worker(Wire):
 
 class WorkerHeartbeatReply(Wire):
     stop_requested: bool
+
+
+# --- workloads and secrets ------------------------------------------------------------
+
+MIN_MEMORY_BYTES = 6 * 1024 * 1024
+
+
+class WorkloadCreate(Wire):
+    image: str = Field(min_length=1, max_length=512)
+    instances: int = Field(default=1, ge=0, le=256)
+    input_dataset: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    pull_secret: str | None = None
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    memory_bytes: int | None = Field(default=None, ge=MIN_MEMORY_BYTES)
+
+
+class WorkloadStatus(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Workload(Wire):
+    """An image, an input dataset and N workers over one queue."""
+
+    id: str
+    project: str
+    queue: str
+    image: str
+    instances: int
+    input_dataset: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    pull_secret: str | None = None
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    status: WorkloadStatus
+    created_at: datetime
+    stopped_at: datetime | None = None
+    task_counts: dict[str, int] = Field(default_factory=dict)
+    workers: list[Worker] = Field(default_factory=list)
+
+
+class SecretType(StrEnum):
+    OPAQUE = "opaque"
+    REGISTRY = "registry"
+
+
+REGISTRY_KEYS = ("server", "username", "password")
+
+
+class SecretCreate(Wire):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
+    type: SecretType = SecretType.OPAQUE
+    data: dict[str, str] = Field(min_length=1)
+
+
+class Secret(Wire):
+    """A secret's name and keys; ``data`` holds the values only when asked."""
+
+    name: str
+    project: str
+    type: SecretType
+    keys: list[str]
+    created_at: datetime
+    data: dict[str, str] | None = None
+
+
+class RegistryAuth(Wire):
+    server: str
+    username: str
+    password: str
+
+
+class TaskExecution(Wire):
+    """How a worker must run the task it claimed: what only the run token may see."""
+
+    image: str | None = None
+    workload: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, str] = Field(default_factory=dict)
+    registry: RegistryAuth | None = None
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    timeout_s: float | None = None
+
+
+# --- project members (issue 4) ----------------------------------------------------
+
+
+class MemberAdd(Wire):
+    username: str
+
+
+class Member(Wire):
+    username: str
+    added_at: datetime

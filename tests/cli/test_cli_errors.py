@@ -176,11 +176,11 @@ def test_password_stdin_needs_a_username(nerd: Nerd) -> None:
     assert "--password-stdin needs --username" in result.stderr
 
 
-def test_browser_login_is_refused_with_a_way_out(nerd: Nerd) -> None:
-    result = nerd("login", "--browser")
+def test_browser_login_with_a_username_is_a_usage_error(nerd: Nerd) -> None:
+    result = nerd("login", "--browser", "--username", "alice")
 
     assert result.exit_code == 2
-    assert "browser login is not offered" in result.stderr
+    assert "--browser takes no --username or --password-stdin" in result.stderr
 
 
 def test_logout_when_not_logged_in_says_so_and_succeeds(nerd: Nerd) -> None:

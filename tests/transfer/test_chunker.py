@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 from pathlib import Path
 
@@ -84,3 +85,15 @@ def test_chunking_refuses_a_symlink_where_a_file_was(tmp_path: Path) -> None:
 
     with pytest.raises(OSError):
         list(chunk_file(tmp_path / "swapped"))
+
+
+def test_a_file_below_the_minimum_chunk_size_is_cut_as_fastcdc_would(
+    tmp_path: Path,
+) -> None:
+    for size_bytes in (1, 4096, MIN_CHUNK_BYTES - 1, MIN_CHUNK_BYTES + 1):
+        data = os.urandom(size_bytes)
+        (tmp_path / "f").write_bytes(data)
+
+        from_file = [(c.sha256, c.offset, c.data) for c in chunk_file(tmp_path / "f")]
+
+        assert from_file == [(c.sha256, c.offset, c.data) for c in chunk_bytes(data)]

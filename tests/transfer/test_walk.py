@@ -123,3 +123,16 @@ def test_a_link_to_a_folder_is_kept_as_a_link_and_not_followed(tmp_path: Path) -
     paths = [e.path for e in walk(tmp_path)]
 
     assert paths == ["alias", "real", "real/f"]
+
+
+def test_skipping_bad_links_leaves_them_out_and_keeps_good_ones(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "data").write_text("x")
+    (tmp_path / "good").symlink_to("data")
+    (tmp_path / "broken").symlink_to("nowhere")
+    (tmp_path / "absolute").symlink_to("/etc/hostname")
+
+    paths = [e.path for e in walk(tmp_path, skip_bad_links=True)]
+
+    assert paths == ["data", "good"]

@@ -62,30 +62,58 @@ def dataset_group() -> None:
 @click.argument("folder", metavar="DIR", type=FOLDER)
 @click.option("--name", help="A name for the dataset (default: the folder's name).")
 @click.option("--resume", type=DATASET_ID, help="Finish this interrupted upload.")
-def upload(folder: Path, name: str | None, resume: str | None) -> None:
-    """Upload folder DIR as a new dataset and print its id."""
+@click.option(
+    "--skip-bad-links",
+    is_flag=True,
+    help="Leave out symlinks that dangle, loop or leave DIR instead of refusing.",
+)
+def upload(
+    folder: Path, name: str | None, resume: str | None, skip_bad_links: bool
+) -> None:
+    """Upload folder DIR as a new dataset and print its id.
+
+    Only chunks the server lacks are sent, and files unchanged since an earlier
+    upload are not read again (a cache in ~/.nerd/cache, or $NERD_CACHE_DIR).
+    """
+    from nerd.client.data import default_cache_path
+
     state = get_state()
     data = state.client().data
     printer = state.printer()
     dataset_id = resume or data.create(name=name or folder.resolve().name).id
     printer.message(f"Uploading dataset with ID '{dataset_id}'")
     with printer.progress("upload") as progress:
-        dataset = data.upload(folder, dataset=dataset_id, progress=progress)
+        dataset = data.upload(
+            folder,
+            dataset=dataset_id,
+            progress=progress,
+            cache=default_cache_path(),
+            skip_bad_links=skip_bad_links,
+        )
     printer.value("id", dataset.id, dataset)
 
 
 @click.command("download")
 @click.argument("source", metavar="ID", type=DOWNLOADABLE_ID)
 @click.argument("target", metavar="DIR", type=TARGET)
-def download(source: str, target: Path) -> None:
-    """Download dataset ID (or task t-…'s output, or queue q-…'s outputs) into DIR."""
+@click.option(
+    "--no-clobber",
+    is_flag=True,
+    help="Refuse if a name is taken in DIR (default: write it as name_(1).ext).",
+)
+def download(source: str, target: Path, no_clobber: bool) -> None:
+    """Download dataset ID (or task t-…'s output, or queue q-…'s outputs) into DIR.
+
+    Nothing in DIR is ever overwritten: a file whose name is taken is written as
+    name_(1).ext, name_(2).ext, … unless --no-clobber makes that an error.
+    """
     state = get_state()
     client = state.client()
     if source.startswith("q-"):
-        return _download_queue(state, client, source, target)
+        return _download_queue(state, client, source, target, no_clobber)
     task_id = source if source.startswith("t-") else None
     dataset_id = _output_of(client, source) if task_id else source
-    _download_one(state.printer(), client, dataset_id, target)
+    _download_one(state.printer(), client, dataset_id, target, no_clobber)
     doc = {"downloaded": [{"task": task_id, "dataset": dataset_id}]}
     return state.printer().value("id", dataset_id, doc)
 
@@ -100,7 +128,9 @@ def _output_of(client: Client, task_id: str) -> str:
     return task.output_dataset
 
 
-def _download_queue(state: State, client: Client, queue_id: str, target: Path) -> None:
+def _download_queue(
+    state: State, client: Client, queue_id: str, target: Path, no_clobber: bool
+) -> None:
     """Every task output of the queue, each in a sub-folder named by the task id."""
     printer = state.printer()
     tasks = client.batch.list_tasks(queue_id)
@@ -108,7 +138,7 @@ def _download_queue(state: State, client: Client, queue_id: str, target: Path) -
     if not outputs:
         raise NotFoundError(f"no task in queue '{queue_id}' has an output dataset")
     for task_id, dataset_id in outputs:
-        _download_one(printer, client, dataset_id, target / task_id)
+        _download_one(printer, client, dataset_id, target / task_id, no_clobber)
     done = [{"task": task_id, "dataset": dataset_id} for task_id, dataset_id in outputs]
     if printer.is_json:
         return printer.document({"downloaded": done})
@@ -116,13 +146,21 @@ def _download_queue(state: State, client: Client, queue_id: str, target: Path) -
 
 
 def _download_one(
-    printer: Printer, client: Client, dataset_id: str, target: Path
+    printer: Printer,
+    client: Client,
+    dataset_id: str,
+    target: Path,
+    no_clobber: bool = False,
 ) -> None:
+    if target.is_symlink() and not target.exists():
+        raise UsageError(f"'{target}' is a symlink to nothing, not a folder")
     if target.exists() and not target.is_dir():
         raise UsageError(f"'{target}' exists and is not a folder")
     printer.message(f"Downloading dataset with ID '{dataset_id}'")
     with printer.progress("download") as progress:
-        client.data.download(dataset_id, target, progress=progress)
+        client.data.download(
+            dataset_id, target, progress=progress, no_clobber=no_clobber
+        )
 
 
 @dataset_group.command("list")

@@ -20,7 +20,7 @@ from typing import NoReturn
 import click
 
 from nerd import __version__
-from nerd.cli import dataset, login, project, queue, task, worker
+from nerd.cli import dataset, login, project, queue, secret, task, worker, workload
 from nerd.cli.context import (
     CONTEXT_SETTINGS,
     NerdGroup,
@@ -106,6 +106,8 @@ def version_command() -> None:
 
 
 for _module in (login, project, dataset, queue, task, worker):
+    _module.register(cli)
+for _module in (secret, workload):
     _module.register(cli)
 
 

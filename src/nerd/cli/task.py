@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -19,16 +20,19 @@ from nerd.cli.params import (
     QUEUE_ID,
     TASK_ID,
     WORKER_ID,
+    IdType,
     parse_env,
     split_queue_and_task,
 )
-from nerd.errors import NotFoundError, UsageError
+from nerd.errors import NotFoundError, TaskFailedError, UsageError
 
 if TYPE_CHECKING:
     from nerd.client import Client
-    from nerd.models import Task
+    from nerd.models import LogLine, Task
 
 MAX_STDIN_BYTES = 128 * 1024
+FOLLOW_POLL_S = 0.5
+QUEUE_OR_WORKLOAD_ID = IdType("q", "w")
 
 TASK_COLUMNS = [
     ("id", "ID"),
@@ -46,6 +50,7 @@ TASK_FIELDS = [
     ("argv", "command"),
     ("env", "env"),
     ("max_attempts", "max attempts"),
+    ("timeout_s", "timeout (s)"),
     ("num_dispatches", "dispatches"),
     ("exit_code", "exit code"),
     ("result", "result"),
@@ -77,27 +82,61 @@ def task_group() -> None:
 
 
 @task_group.command("start")
-@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.argument("target", metavar="Q|W", type=QUEUE_OR_WORKLOAD_ID)
 @click.argument("argv", metavar="-- CMD [ARG]...", nargs=-1, required=True)
 @click.option("-e", "--env", "env_pairs", multiple=True, help="Set KEY=VALUE.")
 @click.option(
     "--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Kill the task after this many seconds and report it as timed out.",
+)
+@click.option(
+    "--secret-env",
+    "secret_env",
+    multiple=True,
+    metavar="NAME",
+    help="Give the keys of opaque secret NAME to the task as env.",
+)
 @click.option("--no-stdin", is_flag=True, help="Do not read stdin even if it is piped.")
 def start_task(
-    queue_id: str,
+    target: str,
     argv: tuple[str, ...],
     env_pairs: tuple[str, ...],
     max_attempts: int,
+    timeout_s: float | None,
+    secret_env: tuple[str, ...],
     no_stdin: bool,
 ) -> None:
-    """Add a task running CMD to queue Q; a piped stdin becomes the task's stdin."""
+    """Add a task running CMD to queue Q, or with ARGs to workload W.
+
+    A piped stdin becomes the task's stdin. In a workload the ARGs follow the
+    image's entrypoint, the input dataset is at /input and /output is kept.
+    """
+    from nerd.client.workloads import task_create
+
     env = parse_env(env_pairs)
     stdin = None if no_stdin else read_task_stdin()
     state = get_state()
-    task = state.client().batch.start_task(
-        queue_id, list(argv), env=env, stdin=stdin, max_attempts=max_attempts
+    client = state.client()
+    body = task_create(
+        list(argv), env, stdin, max_attempts, timeout_s, list(secret_env)
     )
+    if target.startswith("w-"):
+        task = client.workloads.create_task(
+            target,
+            body.argv,
+            env=env,
+            stdin=stdin,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+            secret_env=list(secret_env),
+        )
+    else:
+        task = client.workloads.create_queue_task(target, body)
     state.printer().value("id", task.id, task)
 
 
@@ -152,23 +191,61 @@ def stop_task(ctx: click.Context, ids: tuple[str, ...]) -> None:
 
 @task_group.command("logs")
 @click.argument("ids", metavar="[Q] T", nargs=-1, required=True)
-@click.option("--after", type=click.IntRange(0), default=0, help="Skip N lines.")
+@click.option(
+    "--after", type=click.IntRange(0), default=0, help="Skip the first N log entries."
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the task ends.")
 @click.pass_context
-def task_logs(ctx: click.Context, ids: tuple[str, ...], after: int) -> None:
-    """Print what task T wrote: its stdout on stdout, its stderr on stderr."""
+def task_logs(
+    ctx: click.Context, ids: tuple[str, ...], after: int, follow: bool
+) -> None:
+    """Print what task T wrote: its stdout on stdout, its stderr on stderr.
+
+    With -f, follow a running task and exit when it ends: 0 if it succeeded, its
+    exit code if it failed with one, else the code of a failed task (7).
+    """
     queue_id, task_id = split_queue_and_task(ctx, ids)
     state = get_state()
     client = state.client()
     find_task(client, queue_id, task_id)
-    logs = client.batch.task_logs(task_id, after=after)
     printer = state.printer()
+    if follow:
+        return _follow_logs(ctx, client, task_id, after)
+    logs = client.batch.task_logs(task_id, after=after)
     if printer.is_json:
         return printer.document(logs)
-    for entry in logs.entries:
+    _print_entries(logs.entries)
+    return None
+
+
+def _follow_logs(ctx: click.Context, client: Client, task_id: str, after: int) -> None:
+    from nerd.models import TERMINAL_STATUSES, TaskStatus
+
+    while True:
+        task = client.batch.describe_task(task_id)  # before the logs: none are missed
+        entries = client.batch.task_logs(task_id, after=after).entries
+        _print_entries(entries)
+        after += len(entries)
+        if task.status in TERMINAL_STATUSES:
+            break
+        time.sleep(FOLLOW_POLL_S)
+    if task.status == TaskStatus.SUCCESS:
+        return
+    if task.status == TaskStatus.FAILED and task.exit_code:
+        sys.stderr.write(
+            f"nerd: task {task_id} failed: {task.message or ''}\n".rstrip() + "\n"
+        )
+        ctx.exit(task.exit_code)
+    raise TaskFailedError(
+        f"task {task_id} is {task.status.value}: {task.message or ''}"
+    )
+
+
+def _print_entries(entries: list[LogLine]) -> None:
+    for entry in entries:
         stream = sys.stdout if entry.stream == "stdout" else sys.stderr
         stream.write(entry.data)
-    sys.stdout.flush()
-    return None
+        stream.flush()
 
 
 def find_task(client: Client, queue_id: str | None, task_id: str) -> Task:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
 from nerd.cli.context import NerdGroup, configure_logging, get_state
-from nerd.cli.params import QUEUE_ID, WORKER_ID
-from nerd.errors import UsageError
+from nerd.cli.params import QUEUE_ID, WORKER_ID, IdType
+from nerd.errors import NotFoundError, UsageError
+
+WORKER_OR_WORKLOAD_ID = IdType("wk", "w")
 
 WORKER_COLUMNS = [
     ("id", "ID"),
@@ -43,7 +46,13 @@ def worker_group() -> None:
 @click.option(
     "--idle-exit-s", type=click.FloatRange(0), help="Exit after this long with no task."
 )
-@click.option("--runtime", default="process", show_default=True)
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "process", "podman", "docker"]),
+    default="auto",
+    show_default=True,
+    help="How tasks run; auto: processes, and containers for tasks with an image.",
+)
 @click.pass_context
 def work(
     ctx: click.Context,
@@ -120,15 +129,28 @@ def list_workers() -> None:
 
 
 @worker_group.command("logs")
-@click.argument("worker", metavar="WK")
+@click.argument("worker", metavar="WK|W")
 def logs(worker: str) -> None:
-    """Print the log of a worker (wk-… or its pid) started here by `worker start`."""
+    """Print the log of a worker (wk-… or its pid) started here, or of every
+    worker of workload W."""
     from nerd.provision.local import worker_log_path
 
     if not worker.isdigit():
-        WORKER_ID.convert(worker, None, click.get_current_context())
-    path = worker_log_path(get_state().client(), worker)
+        WORKER_OR_WORKLOAD_ID.convert(worker, None, click.get_current_context())
+    client = get_state().client()
+    if not worker.startswith("w-"):
+        return _copy_log(worker_log_path(client, worker))
+    workers = client.workloads.describe(worker).workers
+    if not workers:
+        raise NotFoundError(f"workload {worker} has no worker yet")
+    for one in workers:
+        sys.stdout.write(f"==> {one.id} (pid {one.pid}, {one.status.value}) <==\n")
+        _copy_log(worker_log_path(client, one.id))
+    return None
+
+
+def _copy_log(path: Path) -> None:
     with path.open("rb") as log_file:
         while chunk := log_file.read(1 << 16):
             sys.stdout.buffer.write(chunk)
-    sys.stdout.flush()
+    sys.stdout.buffer.flush()

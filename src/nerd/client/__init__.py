@@ -29,6 +29,7 @@ from nerd.client.tokens import EnvTokenSource, SessionTokenSource
 
 if TYPE_CHECKING:
     from nerd.client.data import DataClient
+    from nerd.client.workloads import SecretClient, WorkloadClient
 
 __all__ = ["Api", "AuthClient", "BatchClient", "Client", "TokenSource"]
 
@@ -96,6 +97,18 @@ class Client:
         from nerd.client.data import DataClient
 
         return DataClient(self.api, self.project)
+
+    @cached_property
+    def workloads(self) -> WorkloadClient:
+        from nerd.client.workloads import WorkloadClient
+
+        return WorkloadClient(self.api, self.project)
+
+    @cached_property
+    def secrets(self) -> SecretClient:
+        from nerd.client.workloads import SecretClient
+
+        return SecretClient(self.api, self.project)
 
     def close(self) -> None:
         for api in self._closeables:

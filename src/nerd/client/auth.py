@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from nerd.client.http import Api
+from urllib.parse import urlencode
+
+from nerd.client.http import API_PREFIX, Api
 from nerd.models import (
+    Member,
+    MemberAdd,
     PasswordLogin,
     Project,
     ProjectCreate,
@@ -32,6 +36,31 @@ class AuthClient:
             "POST", "/auth/token", TokenPair, json=body, anonymous=True
         )
 
+    def authorize_url(self, params: dict[str, str]) -> str:
+        """The browser login page for an OAuth2 authorization request."""
+        return f"{self.api.endpoint}{API_PREFIX}/oauth/authorize?{urlencode(params)}"
+
+    def exchange_code(
+        self, code: str, *, code_verifier: str, redirect_uri: str, client_id: str
+    ) -> TokenPair:
+        """Trade a browser login's one-time code and PKCE verifier for tokens."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": code_verifier,
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+        }
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return self.api.call(
+            "POST",
+            "/oauth/token",
+            TokenPair,
+            content=urlencode(form).encode(),
+            headers=headers,
+            anonymous=True,
+        )
+
     def refresh(self, refresh_token: str) -> TokenPair:
         """Trade a refresh token for a fresh access token."""
         body = RefreshRequest(refresh_token=refresh_token)
@@ -57,6 +86,19 @@ class AuthClient:
         """A new project with the caller as its first member (admins only)."""
         body = ProjectCreate(name=name)
         return self.api.call("POST", "/projects", Project, json=body)
+
+    def list_members(self, project: str) -> list[Member]:
+        """The members of ``project``."""
+        return self.api.call("GET", f"/projects/{project}/members", list[Member])
+
+    def add_member(self, project: str, username: str) -> Member:
+        """Make ``username`` a member of ``project`` (any member may)."""
+        body = MemberAdd(username=username)
+        return self.api.call("POST", f"/projects/{project}/members", Member, json=body)
+
+    def remove_member(self, project: str, username: str) -> None:
+        """Remove ``username`` from ``project``; its last member stays."""
+        self.api.request("DELETE", f"/projects/{project}/members/{username}")
 
     def me(self) -> User:
         """The logged-in user."""

@@ -13,8 +13,10 @@ which moves large bodies much faster here, with the same endpoint and token.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,12 @@ from nerd.models import (
     Manifest,
     MissingChunks,
 )
+from nerd.transfer.cache import ChunkCache, open_cache
 from nerd.transfer.download import RemoteChunkSource
 from nerd.transfer.manifest import chunk_sizes
 from nerd.transfer.pack import Pack
 from nerd.transfer.unpack import unpack
-from nerd.transfer.upload import upload_folder
+from nerd.transfer.upload import UploadedFolder, upload_folder
 
 log = logging.getLogger(__name__)
 
@@ -91,26 +94,69 @@ class DataClient:
         *,
         dataset: Dataset | str | None = None,
         progress: Progress | None = None,
+        cache: Path | None = None,
+        skip_bad_links: bool = False,
     ) -> Dataset:
         """Upload the folder into ``dataset`` (a new one if None) and commit it.
 
         Create the dataset first to learn its id before any byte is sent; upload into
         an ``uploading`` dataset again to resume: chunks already sent are skipped.
+        With ``cache`` (a file, see :func:`default_cache_path`), files unchanged since
+        an earlier upload are not read again. ``skip_bad_links`` leaves out links
+        that dangle, loop or leave the folder instead of refusing the upload.
         """
         target = self._uploading(dataset)
         log.info("dataset.uploading dataset=%s path=%s", target.id, path)
-        manifest = upload_folder(
-            Path(path), _Sink(self), progress=progress, threads=self.threads
-        )
-        committed: Dataset = self.api.call(
-            "POST",
-            self._dataset_path(target.id, "commit"),
-            Dataset,
-            json=manifest,
-            timeout_s=BULK_TIMEOUT_S,
-        )
+        chunk_cache = open_cache(cache) if cache is not None else None
+        try:
+            committed = self._upload_and_commit(
+                Path(path), target.id, progress, chunk_cache, skip_bad_links
+            )
+        finally:
+            if chunk_cache is not None:
+                chunk_cache.close()
         log.info("dataset.uploaded dataset=%s", committed.id)
         return committed
+
+    def _upload_and_commit(
+        self,
+        path: Path,
+        dataset_id: str,
+        progress: Progress | None,
+        cache: ChunkCache | None,
+        skip_bad_links: bool,
+    ) -> Dataset:
+        def send(cache: ChunkCache | None) -> UploadedFolder:
+            return upload_folder(
+                path,
+                _Sink(self),
+                progress=progress,
+                threads=self.threads,
+                cache=cache,
+                skip_bad_links=skip_bad_links,
+            )
+
+        uploaded = send(cache)
+        try:
+            return self._commit(dataset_id, uploaded.manifest)
+        except errors.ConflictError:
+            if not uploaded.is_from_cache:
+                raise
+        # The server lacks chunks the cache vouched for (another server, or collected).
+        log.info("dataset.cache_missed dataset=%s", dataset_id)
+        return self._commit(dataset_id, send(None).manifest)
+
+    def _commit(self, dataset_id: str, manifest: Manifest) -> Dataset:
+        # Compressed: a re-upload of an unchanged folder sends only this.
+        body = gzip.compress(manifest.model_dump_json().encode(), compresslevel=6)
+        return self.api.call(
+            "POST",
+            self._dataset_path(dataset_id, "commit"),
+            Dataset,
+            content=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            timeout_s=BULK_TIMEOUT_S,
+        )
 
     def download(
         self,
@@ -198,6 +244,12 @@ class DataClient:
 
     def _path(self, *parts: str) -> str:
         return "/".join([self._prefix, *(quote(p, safe="") for p in parts)])
+
+
+def default_cache_path() -> Path:
+    """Where the CLI keeps its chunk cache: ``$NERD_CACHE_DIR`` or ``~/.nerd/cache``."""
+    folder = os.environ.get("NERD_CACHE_DIR") or Path.home() / ".nerd" / "cache"
+    return Path(folder) / "chunks.sqlite"
 
 
 class _Sink:

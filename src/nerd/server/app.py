@@ -26,7 +26,8 @@ from nerd.server import db, queue
 from nerd.server.bootstrap import ensure_first_user, login_instructions
 from nerd.server.keys import ensure_signing_key
 from nerd.server.migrate import upgrade_database
-from nerd.server.routes import auth, projects, queues, tasks, workers
+from nerd.server.routes import auth, oauth, projects, queues, tasks, workers
+from nerd.server.routes import secrets, workloads
 from nerd.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _add_routers(app: FastAPI) -> None:
-    for module in (auth, projects, queues, tasks, workers):
+    for module in (auth, oauth, projects, queues, tasks, workers):
+        app.include_router(module.router, prefix=API_PREFIX)
+    for module in (secrets, workloads):
         app.include_router(module.router, prefix=API_PREFIX)
     try:
         from nerd.server.routes import datasets
@@ -139,12 +142,12 @@ async def _sweep_forever(sessions: sessionmaker[Session], settings: Settings) ->
     while True:
         await asyncio.sleep(settings.sweep_interval_s)
         try:
-            await run_in_threadpool(sweep_once, sessions)
+            await run_in_threadpool(sweep_once, sessions, settings)
         except Exception:
             log.exception("sweep.failed")
 
 
-def sweep_once(sessions: sessionmaker[Session]) -> int:
+def sweep_once(sessions: sessionmaker[Session], settings: Settings) -> int:
     """Expire every lapsed lease now; how many runs expired."""
     total = 0
     with sessions() as session:
@@ -152,4 +155,5 @@ def sweep_once(sessions: sessionmaker[Session]) -> int:
             total += count
             if count < queue.SWEEP_BATCH:
                 break
+        queue.mark_silent_workers_gone(session, settings.worker_silence_s)
     return total

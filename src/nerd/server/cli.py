@@ -76,6 +76,13 @@ def _database_options(func: F) -> F:
     show_default=True,
     help="Lifetime of access tokens.",
 )
+@click.option(
+    "--worker-silence-s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="List a worker as gone after this long without a heartbeat.",
+)
 def server(
     host: str,
     port: int,
@@ -83,6 +90,7 @@ def server(
     database_url: str,
     lease_s: float,
     token_ttl_s: int,
+    worker_silence_s: float,
 ) -> None:
     """Run the nerd server: the API, the queue and the dataset store."""
     import uvicorn
@@ -97,6 +105,7 @@ def server(
         database_url=database_url,
         lease_s=lease_s,
         token_ttl_s=token_ttl_s,
+        worker_silence_s=worker_silence_s,
     )
     try:
         app = create_app(settings)
@@ -159,6 +168,45 @@ def list_users(data_dir: Path, database_url: str) -> None:
                 " disabled" if row.is_disabled else ""
             )
             click.echo(f"{row.username}\t{flags}\t{','.join(names) or '-'}")
+
+
+@user.command("disable")
+@click.argument("username")
+@_database_options
+def disable_user(username: str, data_dir: Path, database_url: str) -> None:
+    """Disable a user: no more logins, and every session and worker token ends."""
+    _set_disabled(
+        username, True, Settings(data_dir=data_dir, database_url=database_url)
+    )
+    click.echo(f"nerd: disabled user '{username}' and revoked its sessions", err=True)
+
+
+@user.command("enable")
+@click.argument("username")
+@_database_options
+def enable_user(username: str, data_dir: Path, database_url: str) -> None:
+    """Let a disabled user log in again."""
+    _set_disabled(
+        username, False, Settings(data_dir=data_dir, database_url=database_url)
+    )
+    click.echo(f"nerd: enabled user '{username}'", err=True)
+
+
+def _set_disabled(username: str, is_disabled: bool, settings: Settings) -> None:
+    with _open_database(settings) as sessions, sessions() as session:
+        row = session.scalars(select(db.User).where(db.User.username == username))
+        found = row.first()
+        if found is None:
+            raise errors.NotFoundError(f"user '{username}' not found")
+        found.is_disabled = is_disabled
+        if is_disabled:
+            session.execute(
+                sqlalchemy.update(db.RefreshToken)
+                .where(db.RefreshToken.user_id == found.id)
+                .where(db.RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=db.utcnow())
+            )
+        session.commit()
 
 
 def _database_error(
@@ -260,3 +308,7 @@ def run(command: click.Command) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(errors.EXIT_INTERRUPTED)
+
+
+# Adds ``admin check`` and ``admin gc``; it needs the helpers above, so it comes last.
+import nerd.server.admin_data  # noqa: E402, F401

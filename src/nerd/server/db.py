@@ -25,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     make_url,
@@ -239,6 +241,9 @@ class Task(Base):
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Added by migration 0002_workloads.
+    timeout_s: Mapped[float | None] = mapped_column(Float)
+    secret_env: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Run(Base):
@@ -356,3 +361,78 @@ def begin_write(session: Session) -> None:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+# --- browser logins and failed passwords (migration 0002_auth)
+
+
+class OAuthCode(Base):
+    """A one-time authorization code of the browser login, kept as its SHA-256.
+
+    It is bound to the client, the redirect URI and the PKCE challenge it was made
+    for; redeeming it sets ``used_at``, so a second try fails.
+    """
+
+    __tablename__ = "oauth_codes"
+
+    code_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(255))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LoginFailure(Base):
+    """Failed password logins of one username (known or not) in a row."""
+
+    __tablename__ = "login_failures"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- workloads and secrets (migration 0002_workloads)
+
+
+class Workload(Base):
+    """A queue plus what runs its tasks: an image, an input dataset, N workers."""
+
+    __tablename__ = "workloads"
+
+    id: Mapped[str] = _id()
+    project_id: Mapped[int] = _project_fk()
+    queue_id: Mapped[str] = mapped_column(
+        ForeignKey("queues.id", ondelete="CASCADE"), index=True
+    )
+    image: Mapped[str] = mapped_column(String(512))
+    instances: Mapped[int] = mapped_column(Integer)
+    input_dataset_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    env: Mapped[dict[str, str]] = mapped_column(JSON)
+    pull_secret: Mapped[str | None] = mapped_column(String(128))
+    cpus: Mapped[float | None] = mapped_column(Float)
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    created_at: Mapped[datetime] = _created()
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Secret(Base):
+    """A project's secret: its values sealed with the server's secrets key."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = _project_fk()
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    keys: Mapped[list[str]] = mapped_column(JSON)
+    sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()

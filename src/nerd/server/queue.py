@@ -368,3 +368,23 @@ def _discard_stale_output(
     if is_discardable:
         session.execute(delete(db.Dataset).where(db.Dataset.id == dataset_id))
         log.info("dataset.discarded dataset=%s task=%s", dataset_id, task.id)
+
+
+def mark_silent_workers_gone(session: Session, silence_s: float) -> int:
+    """List workers silent for ``silence_s`` as gone; how many there were."""
+    cutoff = db.utcnow() - timedelta(seconds=silence_s)
+    silent = select(db.Worker).where(
+        db.Worker.status != "gone", db.Worker.last_seen_at < cutoff
+    )
+    if not session.execute(silent.limit(1)).first():
+        session.commit()
+        return 0
+    db.begin_write(session)
+    workers = session.scalars(silent).all()
+    for worker in workers:
+        worker.status, worker.current_task_id = "gone", None
+        log.info(
+            "worker.silent worker=%s last_seen_at=%s", worker.id, worker.last_seen_at
+        )
+    session.commit()
+    return len(workers)

@@ -53,7 +53,17 @@ def chunk_file(path: Path) -> Iterator[Chunk]:
     """
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as stream:
+        if os.fstat(fd).st_size < MIN_CHUNK_BYTES:
+            # FastCDC never cuts below its minimum: a small file is one chunk, and
+            # setting up a cutter costs more than hashing a small file.
+            yield from _whole(stream.read())
+            return
         yield from chunk_stream(stream)
+
+
+def _whole(data: bytes) -> Iterator[Chunk]:
+    if data:
+        yield Chunk(hashlib.sha256(data).hexdigest(), 0, data)
 
 
 def chunk_bytes(data: bytes) -> list[Chunk]:

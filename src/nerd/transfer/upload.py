@@ -4,18 +4,27 @@ Only what the server lacks is sent, so a second upload of the same folder sends 
 chunk bytes, and an interrupted one resumes where it stopped. Files are read once:
 chunks are hashed as they are read, asked about in batches, and the missing ones are
 packed and sent by a few threads while the next batch is read.
+
+With a :class:`~nerd.transfer.cache.ChunkCache`, a file unchanged since it was last
+cut is not read at all: its chunks come from the cache and are not asked about, on
+the bet that the server still holds them. The server checks that bet when the
+manifest is committed; if it lost, the caller uploads again without trusting the
+cache.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from nerd.models import ChunkRef, EntryType, Manifest, ManifestEntry
+from nerd.transfer.cache import ChunkCache, file_identity
 from nerd.transfer.chunker import Chunk, chunk_file
 from nerd.transfer.pack import Pack, group_into_packs
 from nerd.transfer.walk import walk
@@ -41,32 +50,74 @@ class ChunkSink(Protocol):
         ...
 
 
+@dataclass
+class UploadedFolder:
+    """The folder's manifest, and whether any of it was taken from the cache."""
+
+    manifest: Manifest
+    is_from_cache: bool
+
+
 def upload_folder(
     root: Path,
     sink: ChunkSink,
     *,
     progress: Progress | None = None,
     threads: int = DEFAULT_THREADS,
-) -> Manifest:
+    cache: ChunkCache | None = None,
+    skip_bad_links: bool = False,
+) -> UploadedFolder:
     """Send every chunk of the folder the sink lacks; return the folder's manifest."""
-    entries = walk(root)
+    entries = walk(root, skip_bad_links=skip_bad_links)
     total_bytes = sum(e.size_bytes for e in entries if e.type == EntryType.FILE)
     meter = _Meter(total_bytes, progress)
+    reader = _Reader(Path(os.path.realpath(root)), cache, meter)
     with _Sender(sink, meter, threads) as sender:
-        manifest = Manifest(entries=[_read(root, e, sender) for e in entries])
+        manifest = Manifest(entries=[reader.read(e, sender) for e in entries])
+    if cache is not None:
+        cache.save()
     meter.finish()
-    return manifest
+    return UploadedFolder(manifest, reader.is_from_cache)
 
 
-def _read(root: Path, entry: ManifestEntry, sender: _Sender) -> ManifestEntry:
-    if entry.type != EntryType.FILE:
-        return entry
-    refs = []
-    for chunk in chunk_file(root / entry.path):
-        refs.append(ChunkRef(sha256=chunk.sha256, size_bytes=chunk.size_bytes))
-        sender.add(chunk)
-    size_bytes = sum(ref.size_bytes for ref in refs)
-    return entry.model_copy(update={"chunks": refs, "size_bytes": size_bytes})
+class _Reader:
+    """Fills in the chunks of file entries, from the cache or by reading the file."""
+
+    def __init__(self, root: Path, cache: ChunkCache | None, meter: _Meter) -> None:
+        self.root = root
+        self.cache = cache
+        self.meter = meter
+        self.is_from_cache = False
+
+    def read(self, entry: ManifestEntry, sender: _Sender) -> ManifestEntry:
+        if entry.type != EntryType.FILE:
+            return entry
+        path = self.root / entry.path
+        refs = self._cached(path)
+        if refs is None:
+            refs = self._cut(path, sender)
+        else:
+            self.is_from_cache = True
+            self.meter.add(sum(ref.size_bytes for ref in refs))
+        size_bytes = sum(ref.size_bytes for ref in refs)
+        return entry.model_copy(update={"chunks": refs, "size_bytes": size_bytes})
+
+    def _cached(self, path: Path) -> list[ChunkRef] | None:
+        if self.cache is None:
+            return None
+        return self.cache.lookup(path, file_identity(os.lstat(path)))
+
+    def _cut(self, path: Path, sender: _Sender) -> list[ChunkRef]:
+        before = os.lstat(path)
+        refs = []
+        for chunk in chunk_file(path):
+            refs.append(ChunkRef(sha256=chunk.sha256, size_bytes=chunk.size_bytes))
+            sender.add(chunk)
+        identity = file_identity(before)
+        # A file written to while it was read is not remembered.
+        if self.cache is not None and identity == file_identity(os.lstat(path)):
+            self.cache.remember(path, identity, refs)
+        return refs
 
 
 class _Meter:

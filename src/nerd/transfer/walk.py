@@ -6,6 +6,7 @@ points outside the folder, a device, socket or fifo, a name that is not UTF-8.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -15,25 +16,53 @@ from nerd.errors import UsageError
 from nerd.models import EntryType, ManifestEntry
 from nerd.transfer.manifest import validate_paths
 
+log = logging.getLogger(__name__)
 
-def walk(root: Path) -> list[ManifestEntry]:
+
+def walk(root: Path, *, skip_bad_links: bool = False) -> list[ManifestEntry]:
     """The folder's files, folders and links, sorted so folders precede contents.
 
     File entries carry their size from ``stat`` but no chunks yet; the uploader fills
-    those in as it reads each file.
+    those in as it reads each file. A link that dangles, loops, is absolute or leaves
+    the folder is an error naming it, or, with ``skip_bad_links``, left out with a
+    warning.
     """
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
     real_root = Path(os.path.realpath(root))
     entries: list[ManifestEntry] = []
-    _walk_folder(real_root, real_root, "", entries)
+    _Walk(real_root, skip_bad_links, entries).folder(real_root, "")
     validate_paths(entries)
     return entries
 
 
-def _walk_folder(
-    real_root: Path, folder: Path, prefix: str, entries: list[ManifestEntry]
-) -> None:
+class _Walk:
+    def __init__(
+        self, real_root: Path, skip_bad_links: bool, entries: list[ManifestEntry]
+    ) -> None:
+        self.real_root = real_root
+        self.skip_bad_links = skip_bad_links
+        self.entries = entries
+
+    def folder(self, folder: Path, prefix: str) -> None:
+        _walk_folder(self, folder, prefix)
+
+    def add(self, path: Path, relative: str) -> ManifestEntry | None:
+        try:
+            entry = _entry_for(self.real_root, path, relative)
+        except UsageError as exc:
+            if not (self.skip_bad_links and path.is_symlink()):
+                raise
+            log.warning("upload.link_skipped path=%s reason=%s", path, exc.message)
+            return None
+        self.entries.append(entry)
+        return entry
+
+
+_SKIP_HINT = "pass --skip-bad-links to upload the rest without it"
+
+
+def _walk_folder(walker: _Walk, folder: Path, prefix: str) -> None:
     try:
         with os.scandir(folder) as listing:
             names = sorted(item.name for item in listing)
@@ -41,10 +70,9 @@ def _walk_folder(
         raise UsageError(f"cannot read the folder {folder}: {exc.strerror}") from exc
     for name in names:
         relative = f"{prefix}{_checked_name(folder, name)}"
-        entry = _entry_for(real_root, folder / name, relative)
-        entries.append(entry)
-        if entry.type == EntryType.DIR:
-            _walk_folder(real_root, folder / name, f"{relative}/", entries)
+        entry = walker.add(folder / name, relative)
+        if entry is not None and entry.type == EntryType.DIR:
+            walker.folder(folder / name, f"{relative}/")
 
 
 def _checked_name(folder: Path, name: str) -> str:
@@ -94,14 +122,17 @@ def _checked_link_target(real_root: Path, path: Path) -> str:
     if os.path.isabs(target):
         raise UsageError(
             f"the symlink {path} has an absolute target {target!r}",
-            hint="make it relative to stay inside the uploaded folder",
+            hint=f"make it relative to stay inside the folder, or {_SKIP_HINT}",
         )
     try:
         resolved = os.path.realpath(path, strict=True)
     except OSError:
-        raise UsageError(f"the symlink {path} dangles or loops: {target!r}") from None
+        raise UsageError(
+            f"the symlink {path} dangles or loops: {target!r}", hint=_SKIP_HINT
+        ) from None
     if not Path(resolved).is_relative_to(real_root):
         raise UsageError(
-            f"the symlink {path} points outside the uploaded folder: {target!r}"
+            f"the symlink {path} points outside the uploaded folder: {target!r}",
+            hint=_SKIP_HINT,
         )
     return target

@@ -31,11 +31,10 @@ from nerd.client import Client
 from nerd.models import ReceivedTask, Worker
 from nerd.worker.pulse import WorkerPulse
 from nerd.worker.runs import RunContext, TaskRun
-from nerd.worker.runtimes.process import ProcessRuntime
+from nerd.worker.runtimes.choice import RuntimeChoice
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("process",)
 RETRY_BACKOFF_S = 2.0
 
 
@@ -46,7 +45,7 @@ class WorkerOptions:
     command_template: list[str] = field(default_factory=list)
     is_once: bool = False
     idle_exit_s: float | None = None
-    runtime: str = "process"
+    runtime: str = "auto"
     receive_wait_s: float = 5.0
     shutdown_grace_s: float = 30.0
     worker_heartbeat_s: float = 5.0
@@ -61,7 +60,7 @@ def run_worker(
     command_template: list[str] | None = None,
     once: bool = False,
     idle_exit_s: float | None = None,
-    runtime: str = "process",
+    runtime: str = "auto",
     shutdown_grace_s: float = 30.0,
     receive_wait_s: float = 5.0,
 ) -> int:
@@ -108,15 +107,10 @@ class WorkerLoop:
     """One registered worker on one queue."""
 
     def __init__(self, client: Client, queue: str, options: WorkerOptions) -> None:
-        if options.runtime not in RUNTIMES:
-            raise errors.UsageError(
-                f"the runtime '{options.runtime}' is not supported",
-                hint=f"use one of: {', '.join(RUNTIMES)}",
-            )
         self.client = client
         self.queue = queue
         self.options = options
-        self.runtime = ProcessRuntime()
+        self.runtime = RuntimeChoice(options.runtime)
         self.shutdown = Shutdown(options.shutdown_grace_s)
 
     def run(self) -> int:
@@ -144,7 +138,7 @@ class WorkerLoop:
             self.queue,
             worker.host,
             worker.pid,
-            "bwrap" if self.runtime.bwrap else "none",
+            self.runtime.sandbox,
         )
         return worker
 

@@ -1,6 +1,7 @@
 """The worker's background threads: heartbeats for a run and for the worker itself.
 
-A :class:`RunPulse` keeps one run's lease alive (a heartbeat every ``lease_s / 3``) and
+A :class:`RunPulse` keeps one run's lease alive (a heartbeat every third of the lease,
+at most 3 s apart, which bounds how long a stopped task runs on) and
 ships what the command printed as log appends, about once a second, until the run is
 reported (so uploading a large output does not lose the lease). When the server
 answers ``run_expired`` (the task was stopped, or the lease was lost) it sets
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 LOG_TICK_S = 1.0
 MIN_HEARTBEAT_S = 0.5
+# Also how soon a stopped task is noticed and killed, so it is kept short.
+MAX_HEARTBEAT_S = 3.0
 
 
 class RunReporter(Protocol):
@@ -58,7 +61,7 @@ class RunPulse(threading.Thread):
         self._batch = batch
         self._task_id = task_id
         self._run_token = run_token
-        self._interval_s = max(MIN_HEARTBEAT_S, lease_s / 3)
+        self._interval_s = heartbeat_interval_s(lease_s)
         self._tick_s = min(tick_s, self._interval_s)
         self._tails: list[LogTail] = []
         self._tails_lock = threading.Lock()
@@ -91,7 +94,7 @@ class RunPulse(threading.Thread):
 
     def _heartbeat(self) -> None:
         reply = self._batch.heartbeat(self._task_id, self._run_token)
-        self._interval_s = max(MIN_HEARTBEAT_S, reply.lease_s / 3)
+        self._interval_s = heartbeat_interval_s(reply.lease_s)
 
     def _ship_logs(self) -> None:
         # The lock keeps the thread and flush_logs from reading one tail twice over.
@@ -156,3 +159,8 @@ class WorkerPulse(threading.Thread):
         self._done.set()
         if self.is_alive():
             self.join()
+
+
+def heartbeat_interval_s(lease_s: float) -> float:
+    """A third of the lease, so two heartbeats may fail before it lapses."""
+    return min(MAX_HEARTBEAT_S, max(MIN_HEARTBEAT_S, lease_s / 3))

@@ -22,12 +22,14 @@ from pathlib import Path
 from nerd import errors
 from nerd.client import Client
 from nerd.client.batch import BatchClient
-from nerd.models import LogStream, ReceivedTask
-from nerd.worker.logs import STDERR_TAIL_BYTES, LogTail, last_line, tail_text
+from nerd.models import LogStream, ReceivedTask, TaskExecution
+from nerd.worker.logs import STDERR_TAIL_BYTES, last_line, tail_text
 from nerd.worker.pulse import RunPulse
+from nerd.worker.redact import RedactingLogTail, Redactor
+from nerd.worker.runtimes.choice import RuntimeChoice
+from nerd.worker.runtimes.container import ContainerSpec
 from nerd.worker.runtimes.process import (
     COMMAND_NOT_FOUND_EXIT,
-    ProcessRuntime,
     RunningProcess,
     RunSpec,
 )
@@ -50,7 +52,7 @@ class RunContext:
 
     client: Client
     worker_id: str
-    runtime: ProcessRuntime
+    runtime: RuntimeChoice
     command_template: list[str]
     cache_dir: Path | None
     runs_dir: Path | None
@@ -80,6 +82,8 @@ class TaskRun:
             lease_s=received.lease_s,
         )
         self._started = time.monotonic()
+        self.execution = TaskExecution()
+        self.redactor = Redactor([])
 
     def execute(self) -> Outcome:
         """Run the task and report how it went; the outcome, for the worker's log."""
@@ -106,15 +110,52 @@ class TaskRun:
         except errors.NerdError as exc:
             message = f"staging the input dataset failed: {exc.message}"
             return self._report_failure(Outcome(STAGING_FAILED_EXIT, message))
-        if self.pulse.expired.is_set():
+        try:
+            is_live = not self.pulse.expired.is_set() and self._fetch_execution()
+        except errors.NerdError as exc:
+            message = f"asking how to run the task failed: {exc.message}"
+            return self._report_failure(Outcome(STAGING_FAILED_EXIT, message))
+        if not is_live:
             self._log("task.abandoned")
             return Outcome(0, "the run expired", is_expired=True)
         try:
-            process = self.context.runtime.start(self._spec(input_dir), run_dir)
+            process = self._start(self._spec(input_dir), run_dir)
         except errors.UsageError as exc:
-            return self._report_failure(Outcome(COMMAND_NOT_FOUND_EXIT, exc.message))
-        self._log("task.running", pid=process.pid)
-        return self._finish(process, self._wait(process))
+            code = getattr(exc, "task_exit_code", COMMAND_NOT_FOUND_EXIT)
+            return self._report_failure(Outcome(code, self.redactor(exc.message)))
+        try:
+            self._log("task.running", pid=process.pid)
+            return self._finish(process, self._wait(process))
+        finally:
+            _close(process)
+
+    def _fetch_execution(self) -> bool:
+        """Ask how to run the task (image, limits, secrets); False if the run ended."""
+        try:
+            self.execution = self.context.client.workloads.execution(
+                self.task_id, self.received.run_token
+            )
+        except errors.RunExpiredError:
+            return False
+        self.redactor = Redactor(list(self.execution.secret_env.values()))
+        return True
+
+    def _start(self, spec: RunSpec, run_dir: Path) -> RunningProcess:
+        image = self.execution.image
+        self.context.runtime.check_task(image)
+        if image is None:
+            return self.context.runtime.process.start(spec, run_dir)
+        container = ContainerSpec(
+            image=image,
+            env=self.execution.env,
+            secret_env=self.execution.secret_env,
+            cpus=self.execution.cpus,
+            memory_bytes=self.execution.memory_bytes,
+            registry=self.execution.registry,
+        )
+        runtime = self.context.runtime.container()
+        started: RunningProcess = runtime.start(spec, run_dir, container)  # type: ignore[assignment]
+        return started
 
     def _stage_input(self) -> Path | None:
         dataset_id = self.received.input_dataset
@@ -131,10 +172,13 @@ class TaskRun:
     def _spec(self, input_dir: Path | None) -> RunSpec:
         task = self.received.task
         stdin_b64 = self.received.stdin_b64
+        env = {**self.execution.env, **task.env, **self.execution.secret_env}
+        if self.execution.image is not None:
+            env = dict(task.env)  # the container runtime adds the rest itself
         return RunSpec(
             task_id=task.id,
             argv=[*self.context.command_template, *task.argv],
-            env=task.env,
+            env=env,
             stdin=base64.b64decode(stdin_b64) if stdin_b64 else None,
             input_dir=input_dir,
         )
@@ -142,16 +186,22 @@ class TaskRun:
     def _wait(self, process: RunningProcess) -> Outcome:
         paths = process.paths
         self.pulse.follow(
-            LogTail(paths.stdout_log, LogStream.STDOUT),
-            LogTail(paths.stderr_log, LogStream.STDERR),
+            RedactingLogTail(paths.stdout_log, LogStream.STDOUT, self.redactor),
+            RedactingLogTail(paths.stderr_log, LogStream.STDERR, self.redactor),
         )
+        timeout_s = self.execution.timeout_s
+        deadline = time.monotonic() + timeout_s if timeout_s else None
         while (exit_code := process.wait(WAIT_TICK_S)) is None:
             if self.pulse.expired.is_set():
                 return Outcome(process.kill(), "the run expired", is_expired=True)
             reason = self.context.should_abort()
+            if deadline is not None and time.monotonic() >= deadline:
+                reason = f"timed out after {timeout_s:g}s: the task was killed"
             if reason is not None:
                 return Outcome(process.kill(), reason)
-        return Outcome(exit_code)
+        explain = getattr(process, "explain", None)
+        why = explain(exit_code) if explain is not None and exit_code != 0 else None
+        return Outcome(exit_code, why or "")
 
     def _finish(self, process: RunningProcess, outcome: Outcome) -> Outcome:
         if not outcome.is_expired:
@@ -163,6 +213,7 @@ class TaskRun:
             return self._report_success(process)
         tail = tail_text(process.paths.stderr_log, STDERR_TAIL_BYTES)
         message = f"{outcome.message}\n{tail}" if outcome.message else tail
+        message = self.redactor(message)
         return self._report_failure(Outcome(outcome.exit_code, message))
 
     def _report_success(self, process: RunningProcess) -> Outcome:
@@ -171,7 +222,7 @@ class TaskRun:
         except errors.NerdError as exc:
             message = f"uploading the output failed: {exc.message}"
             return self._report_failure(Outcome(0, message))
-        result = last_line(process.paths.stdout_log)
+        result = self.redactor(last_line(process.paths.stdout_log))
         return self._report(
             lambda token: self._batch.succeed(self.task_id, token, result, dataset_id),
             Outcome(0),
@@ -225,3 +276,13 @@ class TaskRun:
             self.context.worker_id,
             extra,
         )
+
+
+def _close(process: RunningProcess) -> None:
+    """Let a container runtime remove what it made for the run."""
+    close = getattr(process, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # cleaning up must not hide the run's own outcome
+            log.exception("run.cleanup_failed")

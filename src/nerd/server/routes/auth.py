@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nerd.errors import AuthError, NotFoundError, SessionExpiredError
+from nerd.errors import NotFoundError, SessionExpiredError
 from nerd.models import (
     PasswordLogin,
     PublicKey,
@@ -18,7 +17,7 @@ from nerd.models import (
 )
 from nerd.server import db
 from nerd.server.deps import AppSettings, DbSession, Key, UserCaller, member_of
-from nerd.server.passwords import burn_time, verify_password
+from nerd.server.passwords import check_login
 from nerd.server.tokens import (
     AccessClaims,
     issue_access_token,
@@ -44,13 +43,13 @@ def create_token(
     body: PasswordLogin, session: DbSession, key: Key, settings: AppSettings
 ) -> TokenPair:
     """Log in with a username and password."""
-    user = _check_password(session, body)
+    user = check_login(session, body.username, body.password)
     refresh = issue_refresh_token(
         session, user, project=None, ttl_s=settings.refresh_ttl_s
     )
     session.commit()
     log.info("user.logged_in user=%s", user.username)
-    return _token_pair(AccessClaims(user.username, "user"), refresh, key, settings)
+    return token_pair(AccessClaims(user.username, "user"), refresh, key, settings)
 
 
 @router.post("/refresh")
@@ -60,7 +59,7 @@ def refresh_token(
     """A new access token for a refresh token, which stays the same (no rotation)."""
     row = redeem_refresh_token(session, body.refresh_token)
     claims = _claims_of_refresh(session, row)
-    return _token_pair(claims, body.refresh_token, key, settings)
+    return token_pair(claims, body.refresh_token, key, settings)
 
 
 @router.post("/logout", status_code=204)
@@ -91,20 +90,7 @@ def create_worker_token(
     session.commit()
     log.info("worker_token.issued user=%s project=%s", user.username, project.name)
     claims = AccessClaims(user.username, "worker", project.name)
-    return _token_pair(claims, refresh, key, settings)
-
-
-def _check_password(session: Session, body: PasswordLogin) -> db.User:
-    user = session.scalars(
-        select(db.User).where(db.User.username == body.username)
-    ).first()
-    if user is None:
-        burn_time(body.password)
-    is_valid = user is not None and verify_password(body.password, user.password_hash)
-    if user is None or not is_valid or user.is_disabled:
-        log.info("user.login_refused user=%s", body.username)
-        raise AuthError("wrong username or password")
-    return user
+    return token_pair(claims, refresh, key, settings)
 
 
 def _claims_of_refresh(session: Session, row: db.RefreshToken) -> AccessClaims:
@@ -119,7 +105,7 @@ def _claims_of_refresh(session: Session, row: db.RefreshToken) -> AccessClaims:
     return AccessClaims(user.username, "worker", project.name)
 
 
-def _token_pair(
+def token_pair(
     claims: AccessClaims, refresh: str, key: Key, settings: AppSettings
 ) -> TokenPair:
     access = issue_access_token(

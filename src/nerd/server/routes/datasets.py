@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Annotated, Any
 
 import anyio.from_thread
+import pydantic
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/projects/{project}", tags=["datasets"])
 
 MAX_CHUNKS_PER_QUERY = 100_000
+MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
 _SQL_BATCH = 500
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -77,6 +80,12 @@ def delete_dataset(
 ) -> Response:
     row = _dataset(session, access, dataset)
     db.begin_write(session)
+    _check_not_an_input(session, row)
+    session.execute(
+        update(db.Task)
+        .where(db.Task.output_dataset_id == row.id)
+        .values(output_dataset_id=None)
+    )
     session.delete(row)
     session.commit()
     # The row goes first: a manifest without a row is garbage, the reverse is broken.
@@ -85,15 +94,21 @@ def delete_dataset(
     return Response(status_code=204)
 
 
-@router.post("/datasets/{dataset}/commit")
+@router.post(
+    "/datasets/{dataset}/commit",
+    openapi_extra={"requestBody": {"content": {"application/json": {}}}},
+)
 def commit_dataset(
     dataset: str,
-    manifest: models.Manifest,
+    request: Request,
     access: ProjectAccess,
     session: DbSession,
     store: Store,
+    content_encoding: Annotated[str | None, Header()] = None,
 ) -> models.Dataset:
     _check_uploading(_dataset(session, access, dataset))
+    session.commit()  # hold no read snapshot while the body streams in
+    manifest = _read_manifest(_body_pieces(request), content_encoding)
     validate_manifest(manifest)
     _check_chunks_held(session, access, chunk_sizes(manifest))
     db.begin_write(session)
@@ -202,6 +217,18 @@ def get_pack(
 # --- helpers --------------------------------------------------------------------------
 
 
+def _check_not_an_input(session: Session, row: db.Dataset) -> None:
+    """Refuse to delete what a queue's tasks still read."""
+    queue_id = session.scalar(
+        select(db.Queue.id).where(db.Queue.input_dataset_id == row.id).limit(1)
+    )
+    if queue_id is not None:
+        raise ConflictError(
+            f"dataset '{row.id}' is the input dataset of queue '{queue_id}'",
+            hint=f"delete the queue first: nerd queue delete {queue_id}",
+        )
+
+
 def _dataset(
     session: Session,
     access: ProjectContext,
@@ -304,6 +331,54 @@ def _body_pieces(request: Request) -> Iterator[bytes]:
             return
         if piece:
             yield piece
+
+
+def _read_manifest(
+    pieces: Iterable[bytes], content_encoding: str | None
+) -> models.Manifest:
+    """The request's manifest, JSON or gzipped JSON (``Content-Encoding: gzip``)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise UsageError(f"unsupported Content-Encoding {encoding!r:.40}")
+    raw = _gunzip(pieces) if encoding == "gzip" else _bounded(pieces)
+    try:
+        return models.Manifest.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        raise UsageError(f"the manifest is not valid: {_first_error(exc)}") from None
+
+
+def _gunzip(pieces: Iterable[bytes]) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    try:
+        for piece in pieces:
+            out += inflater.decompress(piece, MAX_MANIFEST_BYTES + 1 - len(out))
+            if len(out) > MAX_MANIFEST_BYTES or inflater.unconsumed_tail:
+                raise _manifest_too_large()
+    except zlib.error as exc:
+        raise UsageError(f"the manifest is not valid gzip: {exc}") from None
+    if not inflater.eof:
+        raise UsageError("the manifest is not valid gzip: it is truncated")
+    return bytes(out)
+
+
+def _bounded(pieces: Iterable[bytes]) -> bytes:
+    out = bytearray()
+    for piece in pieces:
+        out += piece
+        if len(out) > MAX_MANIFEST_BYTES:
+            raise _manifest_too_large()
+    return bytes(out)
+
+
+def _manifest_too_large() -> UsageError:
+    return UsageError(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def _drain(pieces: Iterable[bytes]) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import re
 
-from fastapi import APIRouter
-from sqlalchemy import exc, select
+from fastapi import APIRouter, Response
+from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session
 
-from nerd.errors import ConflictError, PermissionDeniedError, UsageError
-from nerd.models import Project, ProjectCreate, User
+from nerd.errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
+from nerd.models import Member, MemberAdd, Project, ProjectCreate, User
 from nerd.server import db
-from nerd.server.deps import CurrentUser, DbSession, UserCaller
+from nerd.server.deps import CurrentUser, DbSession, ProjectAccess, UserCaller
 from nerd.server.views import project_view, user_view
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,65 @@ def create_project(
 @router.get("/users/me")
 def get_me(_: UserCaller, user: CurrentUser) -> User:
     return user_view(user)
+
+
+@router.get("/projects/{project}/members")
+def list_members(access: ProjectAccess, session: DbSession) -> list[Member]:
+    rows = session.execute(
+        select(db.User.username, db.Membership.created_at)
+        .join(db.Membership, db.Membership.user_id == db.User.id)
+        .where(db.Membership.project_id == access.project.id)
+        .order_by(db.User.username)
+    )
+    return [Member(username=name, added_at=added) for name, added in rows]
+
+
+@router.post("/projects/{project}/members", status_code=201)
+def add_member(body: MemberAdd, access: ProjectAccess, session: DbSession) -> Member:
+    """Make a user a member; any member of the project may do so."""
+    user = _user_named(session, body.username)
+    if session.get(db.Membership, (user.id, access.project.id)) is not None:
+        raise ConflictError(f"'{user.username}' is already a member of {access.name}")
+    membership = db.Membership(user_id=user.id, project_id=access.project.id)
+    session.add(membership)
+    session.commit()
+    log.info(
+        "member.added project=%s user=%s by=%s",
+        access.name,
+        user.username,
+        access.user.username,
+    )
+    return Member(username=user.username, added_at=membership.created_at)
+
+
+@router.delete("/projects/{project}/members/{username}", status_code=204)
+def remove_member(username: str, access: ProjectAccess, session: DbSession) -> Response:
+    """Remove a member; the last member stays, so no project is left orphaned."""
+    user = _user_named(session, username)
+    membership = session.get(db.Membership, (user.id, access.project.id))
+    if membership is None:
+        raise NotFoundError(f"'{username}' is not a member of {access.name}")
+    count = session.scalar(
+        select(func.count()).where(db.Membership.project_id == access.project.id)
+    )
+    if count == 1:
+        raise ConflictError(f"'{username}' is the last member of {access.name}")
+    session.delete(membership)
+    session.commit()
+    log.info(
+        "member.removed project=%s user=%s by=%s",
+        access.name,
+        username,
+        access.user.username,
+    )
+    return Response(status_code=204)
+
+
+def _user_named(session: Session, username: str) -> db.User:
+    user = session.scalars(select(db.User).where(db.User.username == username)).first()
+    if user is None:
+        raise NotFoundError(f"user '{username}' not found")
+    return user
 
 
 def create_project_row(session: Session, name: str, member: db.User) -> db.Project:

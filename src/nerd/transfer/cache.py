@@ -1,0 +1,86 @@
+"""A local cache of how files were chunked, so that an unchanged file is not re-read.
+
+A file is taken as unchanged while its device, inode, size, mtime and ctime all match
+what they were when it was chunked; ctime moves on any write or rename, and cannot be
+set back by a tool. The cache only spares reading: the server still checks that every
+chunk the manifest names is stored, and the uploader falls back to reading the files
+if it is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from nerd.models import ChunkRef
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    chunks TEXT NOT NULL
+)
+"""
+
+
+def file_identity(info: os.stat_result) -> str:
+    """What must stay the same for a cached chunk list to still describe a file."""
+    fields = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return ":".join(str(f) for f in (*fields, info.st_ctime_ns))
+
+
+class ChunkCache:
+    """Chunk lists of files by absolute path, in a SQLite file shared by processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pending: dict[str, tuple[str, str]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        self._db.execute(_SCHEMA)
+
+    def lookup(self, path: Path, identity: str) -> list[ChunkRef] | None:
+        """The chunks of the file at ``path`` if it is unchanged since it was cut."""
+        row = self._db.execute(
+            "SELECT identity, chunks FROM files WHERE path = ?", (str(path),)
+        ).fetchone()
+        if row is None or row[0] != identity:
+            return None
+        return [ChunkRef(sha256=s, size_bytes=n) for s, n in json.loads(row[1])]
+
+    def remember(self, path: Path, identity: str, refs: list[ChunkRef]) -> None:
+        """Keep the chunks of a file, written on :meth:`save`."""
+        chunks = json.dumps([[r.sha256, r.size_bytes] for r in refs])
+        self._pending[str(path)] = (identity, chunks)
+
+    def save(self) -> None:
+        """Write what was remembered; a cache that cannot be written is skipped."""
+        rows = [(p, i, c) for p, (i, c) in self._pending.items()]
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows
+                )
+        except sqlite3.Error as exc:
+            log.warning("upload.cache_not_saved path=%s error=%s", self.path, exc)
+            return
+        self._pending.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+def open_cache(path: Path) -> ChunkCache | None:
+    """The cache at ``path``, or None (and a warning) if it cannot be opened."""
+    try:
+        return ChunkCache(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("upload.cache_unavailable path=%s error=%s", path, exc)
+        return None

@@ -1,0 +1,143 @@
+"""``nerd admin check`` and ``nerd admin gc`` against a real server's data folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_data_helpers import Done, NerdCli, logged_in_cli, stored_packs
+
+from helpers import RunningServer, admin_client
+
+
+@pytest.fixture
+def fresh(server_factory: object) -> RunningServer:
+    running: RunningServer = server_factory()  # type: ignore[operator]
+    return running
+
+
+@pytest.fixture
+def cli(tmp_path: Path, fresh: RunningServer) -> NerdCli:
+    return logged_in_cli(tmp_path / "home", fresh)
+
+
+def nerd_admin(server: RunningServer, *args: str) -> Done:
+    database = [
+        "--data-dir",
+        str(server.data_dir),
+        "--database-url",
+        server.database_url,
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "nerd.cli.main", "admin", *args, *database],
+        capture_output=True,
+        timeout=120,
+    )
+    return Done(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def folder_of(tmp_path: Path, name: str, size_bytes: int) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "data.bin").write_bytes(os.urandom(size_bytes))
+    return folder
+
+
+def test_check_of_intact_datasets_exits_0(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    cli.upload(folder_of(tmp_path, "a", 300_000))
+
+    done = nerd_admin(fresh, "check", "--read-data")
+
+    assert done.exit_code == 0, done.stderr
+    assert "every ready dataset's chunks are stored" in done.stderr
+
+
+def test_check_read_data_finds_a_corrupt_pack_naming_the_dataset(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    dataset_id = cli.upload(folder_of(tmp_path, "a", 300_000))
+    (pack,) = [p for p in stored_packs(fresh) if p.is_file()]
+    data = bytearray(pack.read_bytes())
+    data[-10] ^= 0xFF
+    pack.write_bytes(bytes(data))
+
+    quick = nerd_admin(fresh, "check")
+    thorough = nerd_admin(fresh, "check", "--read-data")
+
+    assert quick.exit_code == 0
+    assert thorough.exit_code == 9
+    assert f"{dataset_id}: pack {pack.name} holds chunk" in thorough.stdout
+    assert "nerd: error: 1 problems found" in thorough.stderr
+
+
+def test_check_finds_a_missing_pack(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    dataset_id = cli.upload(folder_of(tmp_path, "a", 300_000))
+    (pack,) = [p for p in stored_packs(fresh) if p.is_file()]
+    pack.unlink()
+
+    done = nerd_admin(fresh, "check")
+
+    assert done.exit_code == 9
+    assert f"{dataset_id}: pack {pack.name} is missing from the store" in done.stdout
+
+
+def test_gc_removes_packs_no_ready_dataset_uses_and_keeps_the_rest(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    kept_id = cli.upload(folder_of(tmp_path, "kept", 300_000))
+    gone_id = cli.upload(folder_of(tmp_path, "gone", 300_000))
+    assert cli("dataset", "delete", gone_id).exit_code == 0
+
+    done = nerd_admin(fresh, "gc", "--grace-s", "0")
+    download = cli("download", kept_id, str(tmp_path / "copy"))
+
+    assert done.exit_code == 0, done.stderr
+    assert "removed 1 packs" in done.stderr
+    assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
+    assert download.exit_code == 0, download.stderr
+    assert nerd_admin(fresh, "check", "--read-data").exit_code == 0
+
+
+def test_gc_keeps_packs_younger_than_the_grace_period(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    gone_id = cli.upload(folder_of(tmp_path, "gone", 300_000))
+    assert cli("dataset", "delete", gone_id).exit_code == 0
+
+    done = nerd_admin(fresh, "gc")
+
+    assert "removed 0 packs" in done.stderr
+    assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
+
+
+def test_gc_leaves_a_project_with_an_upload_in_progress_alone(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    gone_id = cli.upload(folder_of(tmp_path, "gone", 300_000))
+    assert cli("dataset", "delete", gone_id).exit_code == 0
+    with admin_client(fresh) as admin:
+        assert admin.post("/projects/default/datasets", json={}).status_code == 201
+
+    done = nerd_admin(fresh, "gc", "--grace-s", "0")
+
+    assert "skipped 'default': an upload is in progress" in done.stdout
+    assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
+
+
+def test_gc_dry_run_removes_nothing(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    gone_id = cli.upload(folder_of(tmp_path, "gone", 300_000))
+    assert cli("dataset", "delete", gone_id).exit_code == 0
+
+    done = nerd_admin(fresh, "gc", "--grace-s", "0", "--dry-run")
+
+    assert "would remove 1 packs" in done.stderr
+    assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1

@@ -1,0 +1,253 @@
+"""Uploads and downloads through the real CLI and a real server, compared with diff."""
+
+from __future__ import annotations
+
+import os
+import threading
+import unicodedata
+from pathlib import Path
+
+import httpx
+import pytest
+from cli_data_helpers import NerdCli, diff_r, listing, logged_in_cli, stored_packs
+
+from helpers import RunningServer, admin_client, error_of
+
+NFC = unicodedata.normalize("NFC", "café")
+NFD = unicodedata.normalize("NFD", "café")
+
+
+@pytest.fixture
+def cli(tmp_path: Path, server: RunningServer) -> NerdCli:
+    return logged_in_cli(tmp_path / "home", server)
+
+
+def make_tricky_tree(root: Path) -> Path:
+    (root / "nested" / "empty" / "deeper").mkdir(parents=True)
+    (root / "empty-file").write_bytes(b"")
+    for name in ("with space.txt", "100%.txt", "a+b.txt", "#hash", "日本語.txt"):
+        (root / name).write_text(f"content of {name}\n")
+    (root / NFC).write_text("composed\n")
+    (root / NFD).write_text("decomposed\n")
+    (root / "nested" / "big.bin").write_bytes(os.urandom(700_000))
+    (root / "nested" / "script.sh").write_text("#!/bin/sh\n")
+    (root / "nested" / "script.sh").chmod(0o750)
+    (root / "link-to-big").symlink_to("nested/big.bin")
+    (root / "link-to-folder").symlink_to("nested")
+    os.utime(root / "a+b.txt", ns=(1_000_000_000, 1_234_567_890_123_456_789))
+    return root
+
+
+def test_a_tree_of_tricky_names_round_trips_byte_exact_with_modes_and_mtimes(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = make_tricky_tree(tmp_path / "source")
+    assert NFC != NFD and {NFC, NFD} <= set(os.listdir(source))
+
+    dataset_id = cli.upload(source)
+    done = cli("download", dataset_id, str(tmp_path / "copy"))
+
+    assert done.exit_code == 0, done.stderr
+    assert diff_r(source, tmp_path / "copy").returncode == 0
+    assert listing(tmp_path / "copy") == listing(source)
+    assert (tmp_path / "copy" / "link-to-big").is_symlink()
+
+
+def test_a_dataset_with_no_files_round_trips(cli: NerdCli, tmp_path: Path) -> None:
+    (tmp_path / "source").mkdir()
+
+    dataset_id = cli.upload(tmp_path / "source")
+    done = cli("download", dataset_id, str(tmp_path / "copy"))
+
+    assert done.exit_code == 0, done.stderr
+    assert list((tmp_path / "copy").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [("missing", "dangles or loops"), ("../outside", "points outside")],
+)
+def test_a_bad_link_stops_the_upload_naming_it_before_a_byte_is_sent(
+    tmp_path: Path, server_factory: object, target: str, problem: str
+) -> None:
+    fresh = server_factory()  # type: ignore[operator]
+    cli = logged_in_cli(tmp_path / "home", fresh)
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.txt").write_text("data")
+    (source / "bad").symlink_to(target)
+    (tmp_path / "outside").write_text("x")
+
+    done = cli("upload", str(source))
+
+    assert done.exit_code == 2
+    assert f"nerd: error: the symlink {source / 'bad'} {problem}" in done.stderr
+    assert "--skip-bad-links" in done.stderr
+    assert stored_packs(fresh) == []
+
+
+def test_a_link_loop_stops_the_upload_naming_it(cli: NerdCli, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "a").symlink_to("b")
+    (source / "b").symlink_to("a")
+
+    done = cli("upload", str(source))
+
+    assert done.exit_code == 2
+    assert f"the symlink {source / 'a'} dangles or loops" in done.stderr
+
+
+def test_skip_bad_links_uploads_the_rest_and_warns(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.txt").write_text("data")
+    (source / "bad").symlink_to("missing")
+
+    dataset_id = cli.upload(source, "--skip-bad-links")
+    done = cli("download", dataset_id, str(tmp_path / "copy"))
+
+    assert done.exit_code == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / "copy")) == ["data.txt"]
+
+
+def test_downloading_onto_taken_names_numbers_them_by_default(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "result.csv").write_text("new")
+    dataset_id = cli.upload(source)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "result.csv").write_text("old")
+
+    first = cli("download", dataset_id, str(tmp_path / "copy"))
+    second = cli("download", dataset_id, str(tmp_path / "copy"))
+
+    assert first.exit_code == second.exit_code == 0
+    assert (tmp_path / "copy" / "result.csv").read_text() == "old"
+    assert (tmp_path / "copy" / "result_(1).csv").read_text() == "new"
+    assert (tmp_path / "copy" / "result_(2).csv").read_text() == "new"
+
+
+def test_downloading_with_no_clobber_onto_a_taken_name_exits_8_naming_it(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "result.csv").write_text("new")
+    dataset_id = cli.upload(source)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "result.csv").write_text("old")
+
+    done = cli("download", "--no-clobber", dataset_id, str(tmp_path / "copy"))
+
+    assert done.exit_code == 8
+    assert f"{tmp_path / 'copy' / 'result.csv'} already exists" in done.stderr
+    assert sorted(os.listdir(tmp_path / "copy")) == ["result.csv"]
+    assert (tmp_path / "copy" / "result.csv").read_text() == "old"
+
+
+def test_a_cached_upload_to_a_server_lacking_the_chunks_sends_them_again(
+    tmp_path: Path, server: RunningServer, server_factory: object
+) -> None:
+    source = make_tricky_tree(tmp_path / "source")
+    logged_in_cli(tmp_path / "home", server).upload(source)
+    other = server_factory()  # type: ignore[operator]
+    config = tmp_path / "home" / ".nerd" / "config.json"
+    config.unlink()
+    (tmp_path / "home" / ".nerd" / "session.json").unlink()
+    cli = logged_in_cli(tmp_path / "home", other)
+
+    dataset_id = cli.upload(source)
+    done = cli("download", dataset_id, str(tmp_path / "copy"))
+
+    assert (tmp_path / "home" / ".nerd" / "cache" / "chunks.sqlite").is_file()
+    assert done.exit_code == 0, done.stderr
+    assert diff_r(source, tmp_path / "copy").returncode == 0
+    assert stored_packs(other)
+
+
+def test_two_uploads_of_the_same_data_at_once_both_succeed_storing_chunks_once(
+    tmp_path: Path, server_factory: object
+) -> None:
+    fresh = server_factory()  # type: ignore[operator]
+    source = tmp_path / "source"
+    source.mkdir()
+    for index in range(4):
+        (source / f"{index}.bin").write_bytes(os.urandom(600_000))
+    clis = [logged_in_cli(tmp_path / f"home-{n}", fresh) for n in range(2)]
+    results: list[str] = []
+
+    threads = [
+        threading.Thread(target=lambda c=c: results.append(c.upload(source)))
+        for c in clis
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(results) == 2
+    for n, dataset_id in enumerate(results):
+        done = clis[n]("download", dataset_id, str(tmp_path / f"copy-{n}"))
+        assert diff_r(source, tmp_path / f"copy-{n}").returncode == 0
+    with admin_client(fresh) as admin:
+        datasets = admin.get("/projects/default/datasets").json()
+    assert {d["status"] for d in datasets} == {"ready"}
+    assert done.exit_code == 0
+
+
+def test_a_gzipped_commit_that_is_not_gzip_is_a_usage_error(
+    server: RunningServer,
+) -> None:
+    with admin_client(server) as admin:
+        dataset = admin.post("/projects/default/datasets", json={}).json()
+        response = admin.post(
+            f"/projects/default/datasets/{dataset['id']}/commit",
+            content=b"not gzip",
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    assert "not valid gzip" in error_of(response, 400, "usage")
+
+
+def test_a_commit_that_is_not_a_manifest_is_a_usage_error(
+    server: RunningServer,
+) -> None:
+    with admin_client(server) as admin:
+        dataset = admin.post("/projects/default/datasets", json={}).json()
+        response = admin.post(
+            f"/projects/default/datasets/{dataset['id']}/commit",
+            json={"entries": [{"path": 3}]},
+        )
+
+    assert "the manifest is not valid" in error_of(response, 400, "usage")
+
+
+def test_an_unknown_content_encoding_is_a_usage_error(server: RunningServer) -> None:
+    with admin_client(server) as admin:
+        dataset = admin.post("/projects/default/datasets", json={}).json()
+        response = admin.post(
+            f"/projects/default/datasets/{dataset['id']}/commit",
+            content=b"{}",
+            headers={"Content-Encoding": "br"},
+        )
+
+    assert "unsupported Content-Encoding" in error_of(response, 400, "usage")
+
+
+def test_a_commit_with_a_device_entry_is_refused(server: RunningServer) -> None:
+    manifest = {"entries": [{"path": "dev", "type": "chardev", "mode": 420}]}
+    with admin_client(server) as admin:
+        dataset = admin.post("/projects/default/datasets", json={}).json()
+        response = admin.post(
+            f"/projects/default/datasets/{dataset['id']}/commit", json=manifest
+        )
+
+    assert isinstance(response, httpx.Response)
+    assert "the manifest is not valid: entries.0.type" in error_of(
+        response, 400, "usage"
+    )

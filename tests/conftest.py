@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Db, RunningServer, postgres_is_up, start_server
+from helpers import NERD_ENV, Db, RunningServer, postgres_is_up, start_server
 
 DATABASES = [
     pytest.param("sqlite"),
@@ -69,3 +69,14 @@ def short_lease_server(
     running = _start(tmp_path_factory.mktemp("lease-server"), request.param, lease_s=1)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh HOME, so ~/.nerd (session, caches, worker logs) is this test's alone."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    for name in NERD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield folder

@@ -20,6 +20,20 @@ from typing import Any, Literal
 
 import httpx
 
+# The environment variables that point nerd at a config, a session or a server:
+# a test clears them so that it sees only what it set up itself.
+NERD_ENV = (
+    "NERD_CONFIG_FILE",
+    "CONFIG",
+    "NERD_CONFIG_JSON",
+    "NERD_SESSION_FILE",
+    "NERD_JWT",
+    "NERD_JWT_REFRESH_TOKEN",
+    "NERD_PROJECT",
+    "NERD_OUTPUT",
+    "NERD_DEBUG",
+)
+
 API = "/api/v1"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 READY_TIMEOUT_S = 30.0
@@ -300,3 +314,23 @@ def ready_dataset(client: httpx.Client, project: str = "default") -> str:
     )
     assert commit.status_code == 200, commit.text
     return dataset_id
+
+
+def is_running_with_env(entry: str) -> bool:
+    """Whether a live process has ``entry`` (``KEY=value``) in its environment.
+
+    Tasks run in their own PID namespace, so the pid a task sees is not the host's;
+    a unique variable in its environment finds it from outside.
+    """
+    needle = entry.encode() + b"\0"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle not in (proc / "environ").read_bytes() + b"\0":
+                continue
+            if (proc / "stat").read_text().split()[2] != "Z":
+                return True
+        except OSError:
+            continue
+    return False

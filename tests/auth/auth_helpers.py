@@ -20,17 +20,6 @@ import httpx
 
 from helpers import free_port
 
-NERD_ENV = (
-    "NERD_CONFIG_FILE",
-    "CONFIG",
-    "NERD_CONFIG_JSON",
-    "NERD_SESSION_FILE",
-    "NERD_JWT",
-    "NERD_JWT_REFRESH_TOKEN",
-    "NERD_PROJECT",
-    "NERD_OUTPUT",
-    "NERD_DEBUG",
-)
 ALICE = "alice"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth_helpers import ALICE, NERD_ENV, NerdRunner, run_nerd
+from auth_helpers import ALICE, NerdRunner, run_nerd
 
 from helpers import RunningServer, admin_client, create_user
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh HOME, so ~/.nerd belongs to this test alone."""
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("HOME", str(folder))
-    for name in NERD_ENV:
-        monkeypatch.delenv(name, raising=False)
-    yield folder
 
 
 @pytest.fixture

@@ -13,19 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from helpers import RunningServer
-
-NERD_ENV = (
-    "NERD_CONFIG_FILE",
-    "CONFIG",
-    "NERD_CONFIG_JSON",
-    "NERD_SESSION_FILE",
-    "NERD_JWT",
-    "NERD_JWT_REFRESH_TOKEN",
-    "NERD_PROJECT",
-    "NERD_OUTPUT",
-    "NERD_DEBUG",
-)
+from helpers import NERD_ENV, RunningServer
 
 
 def nerd_script() -> list[str]:
@@ -119,23 +107,3 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"still not true after {timeout_s}s")
-
-
-def is_running_with_env(entry: str) -> bool:
-    """Whether a live process has ``entry`` (``KEY=value``) in its environment.
-
-    Tasks run in their own PID namespace, so the pid a task sees is not the host's;
-    a unique variable in its environment finds it from outside.
-    """
-    needle = entry.encode() + b"\0"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if needle not in (proc / "environ").read_bytes() + b"\0":
-                continue
-            if (proc / "stat").read_text().split()[2] != "Z":
-                return True
-        except OSError:
-            continue
-    return False

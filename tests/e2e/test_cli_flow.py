@@ -6,7 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from e2e_helpers import Shell, is_running_with_env, is_worker, wait_until
+from e2e_helpers import Shell, is_worker, wait_until
+
+from helpers import is_running_with_env
 
 # Reads the input dataset, writes an output file, and says what it did.
 TRAIN = (

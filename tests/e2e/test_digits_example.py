@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import NERD_ENV
+
+from helpers import NERD_ENV
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_sweep" / "run.py"
 RESULT_ROW = re.compile(

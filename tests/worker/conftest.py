@@ -13,29 +13,6 @@ from helpers import RunningServer, token_pair
 from nerd.client import Client
 from nerd.models import TERMINAL_STATUSES, Task
 
-NERD_ENV = (
-    "NERD_CONFIG_FILE",
-    "CONFIG",
-    "NERD_CONFIG_JSON",
-    "NERD_SESSION_FILE",
-    "NERD_JWT",
-    "NERD_JWT_REFRESH_TOKEN",
-    "NERD_PROJECT",
-    "NERD_OUTPUT",
-    "NERD_DEBUG",
-)
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh HOME, so ~/.nerd (the dataset cache, worker logs) is this test's."""
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("HOME", str(folder))
-    for name in NERD_ENV:
-        monkeypatch.delenv(name, raising=False)
-    yield folder
-
 
 def fixed_token_client(server: RunningServer, access_token: str) -> Client:
     return Client(server.url, lambda: access_token, "default")

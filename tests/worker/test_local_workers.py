@@ -13,8 +13,9 @@ from pathlib import Path
 
 import jwt
 import pytest
-from worker_helpers import WaitForTask, is_running_with_env, py, wait_until
+from worker_helpers import WaitForTask, py, wait_until
 
+from helpers import is_running_with_env
 from nerd.client import Client
 from nerd.errors import NotFoundError, UsageError
 from nerd.models import TaskStatus, Worker, WorkerStatus

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from nerd.models import Task
 
@@ -25,23 +24,3 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
 
 
 WaitForTask = Callable[..., Task]
-
-
-def is_running_with_env(entry: str) -> bool:
-    """Whether a live process has ``entry`` (``KEY=value``) in its environment.
-
-    Tasks run in their own PID namespace, so the pid a task sees is not the host's;
-    a unique variable in its environment finds it from outside.
-    """
-    needle = entry.encode() + b"\0"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if needle not in (proc / "environ").read_bytes() + b"\0":
-                continue
-            if (proc / "stat").read_text().split()[2] != "Z":
-                return True
-        except OSError:
-            continue
-    return False

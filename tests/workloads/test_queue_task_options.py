@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from helpers import new_queue
+from helpers import error_of, new_queue
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#5: routes/queues.py create_task and views.task_view do not yet store "
-    "and show TaskCreate.timeout_s / secret_env (files outside this issue's reach)",
-)
 def test_a_plain_queue_task_keeps_its_timeout(client: httpx.Client) -> None:
     queue = new_queue(client)
 
@@ -22,3 +16,30 @@ def test_a_plain_queue_task_keeps_its_timeout(client: httpx.Client) -> None:
     )
 
     assert created.json()["timeout_s"] == 5
+
+
+def test_a_plain_queue_task_keeps_its_secret_env(client: httpx.Client) -> None:
+    queue = new_queue(client)
+    secret = {"name": "qtoken", "type": "opaque", "data": {"TOKEN": "s3cr3t"}}
+    assert client.post("/projects/default/secrets", json=secret).status_code == 201
+
+    created = client.post(
+        f"/projects/default/queues/{queue}/tasks",
+        json={"argv": ["true"], "secret_env": ["qtoken"]},
+    )
+
+    assert created.json()["secret_env"] == ["qtoken"]
+    assert "s3cr3t" not in created.text
+
+
+def test_a_plain_queue_task_naming_an_unknown_secret_is_404(
+    client: httpx.Client,
+) -> None:
+    queue = new_queue(client)
+
+    created = client.post(
+        f"/projects/default/queues/{queue}/tasks",
+        json={"argv": ["true"], "secret_env": ["nope"]},
+    )
+
+    error_of(created, 404, "not_found")

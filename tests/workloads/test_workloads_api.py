@@ -141,4 +141,4 @@ def test_execution_details_with_a_stale_run_token_are_409(client: httpx.Client) 
     )
 
     message = error_of(response, 409, "run_expired")
-    assert message == f"the run token is not that of task {claim['task']['id']}'s run"
+    assert message == f"the run token matches no run of task {claim['task']['id']}"

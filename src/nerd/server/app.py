@@ -26,8 +26,16 @@ from nerd.server import db, queue
 from nerd.server.bootstrap import ensure_first_user, login_instructions
 from nerd.server.keys import ensure_signing_key
 from nerd.server.migrate import upgrade_database
-from nerd.server.routes import auth, oauth, projects, queues, tasks, workers
-from nerd.server.routes import secrets, workloads
+from nerd.server.routes import (
+    auth,
+    oauth,
+    projects,
+    queues,
+    secrets,
+    tasks,
+    workers,
+    workloads,
+)
 from nerd.server.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -34,6 +34,7 @@ WORKER_ROUTES = frozenset(
         ("POST", "/projects/{}/tasks/{}/success"),
         ("POST", "/projects/{}/tasks/{}/failure"),
         ("POST", "/projects/{}/tasks/{}/logs"),
+        ("POST", "/projects/{}/tasks/{}/execution"),
         ("POST", "/projects/{}/workers"),
         ("POST", "/projects/{}/workers/{}/heartbeat"),
         ("DELETE", "/projects/{}/workers/{}"),

@@ -11,6 +11,8 @@ Each function here is one write transaction: it starts with :func:`db.begin_writ
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import logging
 import secrets
@@ -22,8 +24,8 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from nerd import ids
-from nerd.errors import ConflictError, NotFoundError, RunExpiredError
-from nerd.models import TaskStatus
+from nerd.errors import ConflictError, NotFoundError, RunExpiredError, UsageError
+from nerd.models import TaskCreate, TaskStatus
 from nerd.server import db
 from nerd.server.tokens import hash_secret
 
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 PENDING, RUNNING = TaskStatus.PENDING.value, TaskStatus.RUNNING.value
 TERMINAL = frozenset({"SUCCESS", "FAILED", "STOPPED"})
 SWEEP_BATCH = 100
+# A task's stdin is kept in the database, so it is small; data goes in datasets.
+MAX_STDIN_BYTES = 128 * 1024
 _Cols = TypeVarTuple("_Cols")
 
 
@@ -240,6 +244,43 @@ def _locked_task(session: Session, project_id: int, task_id: str) -> db.Task:
     if task is None:
         raise NotFoundError(f"task {task_id} not found")
     return task
+
+
+def new_task(project_id: int, queue_id: str, body: TaskCreate) -> db.Task:
+    """A PENDING task at the end of the queue, not yet added to the session."""
+    _check_stdin(body.stdin_b64)
+    return db.Task(
+        id=ids.new_id("t"),
+        project_id=project_id,
+        queue_id=queue_id,
+        argv=body.argv,
+        env=body.env,
+        stdin_b64=body.stdin_b64,
+        status=PENDING,
+        max_attempts=body.max_attempts,
+        num_dispatches=0,
+        timeout_s=body.timeout_s,
+        secret_env=list(body.secret_env),
+    )
+
+
+def _check_stdin(stdin_b64: str | None) -> None:
+    if stdin_b64 is None:
+        return
+    try:
+        raw = base64.b64decode(stdin_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("the task's stdin is not valid base64") from None
+    if len(raw) > MAX_STDIN_BYTES:
+        raise UsageError(
+            f"the task's stdin is {len(raw)} bytes; at most {MAX_STDIN_BYTES} are kept",
+            hint="put larger inputs in the queue's input dataset",
+        )
+
+
+def check_run_token(session: Session, task: db.Task, token: str) -> db.Run:
+    """The task's live run, if ``token`` is its token; else RunExpiredError."""
+    return _checked_run(session, task, token)
 
 
 def _checked_run(session: Session, task: db.Task, token: str) -> db.Run:

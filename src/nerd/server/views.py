@@ -64,6 +64,8 @@ def task_view(task: db.Task, project: str) -> models.Task:
         created_at=task.created_at,
         started_at=task.started_at,
         finished_at=task.finished_at,
+        timeout_s=task.timeout_s,
+        secret_env=list(task.secret_env or []),
     )
 
 

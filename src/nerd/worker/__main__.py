@@ -26,7 +26,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--once", action="store_true", help="exit after one run")
     parser.add_argument("--idle-exit-s", type=float, default=None)
     parser.add_argument("--shutdown-grace-s", type=float, default=30.0)
-    parser.add_argument("--runtime", default="process")
+    parser.add_argument("--runtime", default="auto")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 

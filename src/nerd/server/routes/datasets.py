@@ -39,7 +39,8 @@ router = APIRouter(prefix="/projects/{project}", tags=["datasets"])
 
 MAX_CHUNKS_PER_QUERY = 100_000
 MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
-_SQL_BATCH = 500
+# Names per IN (...) query: well under SQLite's 32766 variables.
+_NAMES_PER_SQL = 10_000
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 # --- datasets -------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def find_missing_chunks(
     query: models.ChunkQuery, access: ProjectAccess, session: DbSession
 ) -> models.MissingChunks:
     names = _checked_names(query.chunks)
-    held = _held_chunks(session, access.project.id, names)
+    held = _held_sizes(session, access.project.id, names)
     return models.MissingChunks(missing=[n for n in names if n not in held])
 
 
@@ -157,7 +158,7 @@ def locate_chunks(
 ) -> models.ChunkLocations:
     names = _checked_names(query.chunks)
     held = _held_chunks(session, access.project.id, names)
-    locations = [_location(held[n]) for n in names if n in held]
+    locations = [held[n] for n in names if n in held]
     return models.ChunkLocations(locations=locations)
 
 
@@ -255,7 +256,7 @@ def _check_uploading(row: db.Dataset) -> None:
 def _check_chunks_held(
     session: Session, access: ProjectContext, sizes: dict[str, int]
 ) -> None:
-    held = _held_chunks(session, access.project.id, list(sizes))
+    held = _held_sizes(session, access.project.id, list(sizes))
     missing = [name for name in sizes if name not in held]
     if missing:
         raise ConflictError(
@@ -264,10 +265,10 @@ def _check_chunks_held(
             hint="upload the missing chunks, then commit again",
         )
     for name, size_bytes in sizes.items():
-        if held[name].size_bytes != size_bytes:
+        if held[name] != size_bytes:
             raise UsageError(
                 f"the manifest says chunk {name} is {size_bytes} bytes; "
-                f"it is {held[name].size_bytes}"
+                f"it is {held[name]}"
             )
 
 
@@ -295,26 +296,39 @@ def _check_sha256(name: str, kind: str) -> None:
 
 def _held_chunks(
     session: Session, project_id: int, names: Sequence[str]
-) -> dict[str, db.Chunk]:
-    held: dict[str, db.Chunk] = {}
-    for start in range(0, len(names), _SQL_BATCH):
-        rows = session.scalars(
-            select(db.Chunk).where(
+) -> dict[str, models.ChunkLocation]:
+    """Where each of ``names`` the project holds sits: plain rows, no objects."""
+    held: dict[str, models.ChunkLocation] = {}
+    for start in range(0, len(names), _NAMES_PER_SQL):
+        rows = session.execute(
+            select(
+                db.Chunk.sha256, db.Chunk.pack_id, db.Chunk.offset, db.Chunk.size_bytes
+            ).where(
                 db.Chunk.project_id == project_id,
-                db.Chunk.sha256.in_(names[start : start + _SQL_BATCH]),
+                db.Chunk.sha256.in_(names[start : start + _NAMES_PER_SQL]),
             )
         )
-        held.update((row.sha256, row) for row in rows)
+        for sha256, pack, offset, size_bytes in rows:
+            held[sha256] = models.ChunkLocation(
+                sha256=sha256, pack=pack, offset=offset, size_bytes=size_bytes
+            )
     return held
 
 
-def _location(row: db.Chunk) -> models.ChunkLocation:
-    return models.ChunkLocation(
-        sha256=row.sha256,
-        pack=row.pack_id,
-        offset=row.offset,
-        size_bytes=row.size_bytes,
-    )
+def _held_sizes(
+    session: Session, project_id: int, names: Sequence[str]
+) -> dict[str, int]:
+    """The size of each of ``names`` the project holds: plain rows, no objects."""
+    held: dict[str, int] = {}
+    for start in range(0, len(names), _NAMES_PER_SQL):
+        rows = session.execute(
+            select(db.Chunk.sha256, db.Chunk.size_bytes).where(
+                db.Chunk.project_id == project_id,
+                db.Chunk.sha256.in_(names[start : start + _NAMES_PER_SQL]),
+            )
+        )
+        held.update((sha256, size_bytes) for sha256, size_bytes in rows)
+    return held
 
 
 def _body_pieces(request: Request) -> Iterator[bytes]:
@@ -419,19 +433,22 @@ def _record_pack(
         }
         for c in chunks
     }
-    rows = list(chunk_rows.values())
-    for start in range(0, len(rows), _SQL_BATCH):
-        _insert_ignoring_duplicates(session, db.Chunk, rows[start : start + _SQL_BATCH])
+    if chunk_rows:
+        # One statement, many parameter sets: compiled once, sent as batches.
+        session.execute(_insert_ignoring(session, db.Chunk), list(chunk_rows.values()))
     session.commit()
 
 
 def _insert_ignoring_duplicates(
     session: Session, table: type[db.Base], rows: list[dict[str, Any]]
 ) -> None:
+    session.execute(_insert_ignoring(session, table).values(rows))
+
+
+def _insert_ignoring(session: Session, table: type[db.Base]) -> Any:
     # Two uploads may send the same chunk at once: the first row wins, both succeed.
     dialect = postgresql if db.is_postgres(session) else sqlite
-    statement = dialect.insert(table).values(rows).on_conflict_do_nothing()
-    session.execute(statement)
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 def _parse_range(header: str | None, size_bytes: int) -> tuple[int, int]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections import defaultdict
 
@@ -12,18 +10,18 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from nerd import ids
-from nerd.errors import ConflictError, UsageError
+from nerd.errors import ConflictError
 from nerd.models import Queue, QueueCreate, Task, TaskCreate
 from nerd.server import db
 from nerd.server.deps import DbSession, ProjectAccess
 from nerd.server.lookup import get_dataset, get_queue
+from nerd.server.queue import new_task
+from nerd.server.routes.secrets import check_secret_env
 from nerd.server.views import queue_view, task_view
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/projects/{project}", tags=["queues"])
-
-MAX_STDIN_BYTES = 128 * 1024
 
 
 @router.post("/queues", status_code=201)
@@ -76,18 +74,8 @@ def create_task(
 ) -> Task:
     """Put a task at the end of the queue, PENDING."""
     row = get_queue(session, access.project, queue)
-    _check_stdin(body.stdin_b64)
-    task = db.Task(
-        id=ids.new_id("t"),
-        project_id=access.project.id,
-        queue_id=row.id,
-        argv=body.argv,
-        env=body.env,
-        stdin_b64=body.stdin_b64,
-        status="PENDING",
-        max_attempts=body.max_attempts,
-        num_dispatches=0,
-    )
+    check_secret_env(session, access.project, body.secret_env)
+    task = new_task(access.project.id, row.id, body)
     session.add(task)
     session.commit()
     log.info("task.created task=%s queue=%s", task.id, row.id)
@@ -127,18 +115,4 @@ def _check_input_dataset(
     if dataset.status != "ready":
         raise ConflictError(
             f"dataset {dataset_id} is still {dataset.status}; it cannot be an input yet"
-        )
-
-
-def _check_stdin(stdin_b64: str | None) -> None:
-    if stdin_b64 is None:
-        return
-    try:
-        raw = base64.b64decode(stdin_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise UsageError("the task's stdin is not valid base64") from None
-    if len(raw) > MAX_STDIN_BYTES:
-        raise UsageError(
-            f"the task's stdin is {len(raw)} bytes; at most {MAX_STDIN_BYTES} are kept",
-            hint="put larger inputs in the queue's input dataset",
         )

@@ -99,6 +99,13 @@ def get_secret(session: Session, project: db.Project, name: str) -> db.Secret:
     return row
 
 
+def check_secret_env(session: Session, project: db.Project, names: list[str]) -> None:
+    """Each name must be an opaque secret of the project, to be given as env."""
+    for name in names:
+        if get_secret(session, project, name).type != SecretType.OPAQUE.value:
+            raise UsageError(f"secret '{name}' is a registry secret, not env")
+
+
 def open_secret(
     session: Session, box: SecretsBox, project: db.Project, name: str
 ) -> tuple[db.Secret, dict[str, str]]:

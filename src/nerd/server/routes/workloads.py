@@ -13,17 +13,15 @@ env. Worker tokens may call it: the run token is the real credential.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections import Counter
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from nerd import ids
-from nerd.errors import ConflictError, NotFoundError, RunExpiredError, UsageError
+from nerd.errors import ConflictError, NotFoundError, UsageError
 from nerd.models import (
     RegistryAuth,
     RunReport,
@@ -37,15 +35,11 @@ from nerd.models import (
 )
 from nerd.server import db, queue
 from nerd.server.deps import (
-    Caller,
     DbSession,
     ProjectAccess,
-    ProjectContext,
-    member_of,
 )
 from nerd.server.lookup import get_dataset, get_task
-from nerd.server.routes.secrets import Box, get_secret, open_secret
-from nerd.server.tokens import hash_secret
+from nerd.server.routes.secrets import Box, check_secret_env, get_secret, open_secret
 from nerd.server.views import task_view, worker_view
 
 log = logging.getLogger(__name__)
@@ -138,13 +132,12 @@ def create_workload_task(
     row = get_workload(session, access.project, workload)
     if row.status != WorkloadStatus.RUNNING.value:
         raise ConflictError(f"workload {row.id} is stopped; it takes no new tasks")
-    for name in body.secret_env:
-        _check_opaque(session, access.project, name)
-    task = new_task(access.project.id, row.queue_id, body)
+    check_secret_env(session, access.project, body.secret_env)
+    task = queue.new_task(access.project.id, row.queue_id, body)
     session.add(task)
     session.commit()
     log.info("task.created task=%s workload=%s", task.id, row.id)
-    return full_task_view(task, access.name)
+    return task_view(task, access.name)
 
 
 @router.get("/workloads/{workload}/tasks")
@@ -157,31 +150,19 @@ def list_workload_tasks(
         .where(db.Task.queue_id == row.queue_id)
         .order_by(db.Task.created_at, db.Task.id)
     )
-    return [full_task_view(task, access.name) for task in tasks]
+    return [task_view(task, access.name) for task in tasks]
 
 
 # --- what a worker needs to run a claimed task
 
 
-def run_access(project: str, caller: Caller, session: DbSession) -> ProjectContext:
-    """The project, for a member or a worker token of it (the run token decides)."""
-    is_other_project = caller.kind == "worker" and caller.project != project
-    found = None if is_other_project else member_of(session, project, caller.username)
-    if found is None:
-        raise NotFoundError(f"project '{project}' not found")
-    return ProjectContext(project=found[0], user=found[1], caller=caller)
-
-
-RunAccess = Annotated[ProjectContext, Depends(run_access)]
-
-
 @router.post("/tasks/{task}/execution")
 def get_task_execution(
-    task: str, body: RunReport, access: RunAccess, session: DbSession, box: Box
+    task: str, body: RunReport, access: ProjectAccess, session: DbSession, box: Box
 ) -> TaskExecution:
     """How to run the task, for the holder of its current run token."""
     row = get_task(session, access.project, task)
-    _check_run_token(session, row, body.run_token)
+    queue.check_run_token(session, row, body.run_token)
     workload = session.scalars(
         select(db.Workload).where(db.Workload.queue_id == row.queue_id)
     ).first()
@@ -215,28 +196,6 @@ def get_workload(
             f"workload {workload_id} not found in project '{project.name}'"
         )
     return row
-
-
-def new_task(project_id: int, queue_id: str, body: TaskCreate) -> db.Task:
-    return db.Task(
-        id=ids.new_id("t"),
-        project_id=project_id,
-        queue_id=queue_id,
-        argv=body.argv,
-        env=body.env,
-        stdin_b64=body.stdin_b64,
-        status=queue.PENDING,
-        max_attempts=body.max_attempts,
-        num_dispatches=0,
-        timeout_s=body.timeout_s,
-        secret_env=list(body.secret_env),
-    )
-
-
-def full_task_view(task: db.Task, project: str) -> Task:
-    view = task_view(task, project)
-    extra = {"timeout_s": task.timeout_s, "secret_env": list(task.secret_env or [])}
-    return view.model_copy(update=extra)
 
 
 def workload_view(
@@ -306,22 +265,6 @@ def _check_pull_secret(session: Session, project: db.Project, name: str | None) 
             f"secret '{name}' is not a registry secret",
             hint="make one with `nerd secret create REGISTRY --type registry`",
         )
-
-
-def _check_opaque(session: Session, project: db.Project, name: str) -> None:
-    if get_secret(session, project, name).type != SecretType.OPAQUE.value:
-        raise UsageError(f"secret '{name}' is a registry secret, not env")
-
-
-def _check_run_token(session: Session, task: db.Task, token: str) -> None:
-    run = session.get(db.Run, task.current_run_id) if task.current_run_id else None
-    is_current = run is not None and run.status == "running"
-    if run is None or not is_current or not _same(run.token_sha256, token):
-        raise RunExpiredError(f"the run token is not that of task {task.id}'s run")
-
-
-def _same(token_sha256: str, token: str) -> bool:
-    return hmac.compare_digest(token_sha256, hash_secret(token))
 
 
 def _secret_env(

@@ -84,7 +84,13 @@ def _fill_project_b(
         bob.post(f"/projects/{B}/tasks/{task['id']}/logs", json=log).status_code == 204
     )
     values: dict[str, Any] = _secret_of_b(bob)
+    workload = bob.post(
+        f"/projects/{B}/workloads",
+        json={"image": "b-image", "instances": 0, "env": {"K": MARKER}},
+    )
+    assert workload.status_code == 201, workload.text
     values |= {
+        "workload": workload.json()["id"],
         "queue": queue["id"],
         "task": task["id"],
         "worker": worker["id"],

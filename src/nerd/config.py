@@ -338,8 +338,11 @@ def write_json_atomic(path: Path, document: Any, *, mode: int = 0o600) -> None:
 
 
 def _make_private_folder(folder: Path) -> None:
-    """Create ``folder`` (0700) if it is missing; an existing one keeps its mode."""
+    """Create ``folder`` (0700) if it is missing; an existing one keeps its mode,
+    except ~/.nerd itself, which holds sessions and logs and so is made private."""
     if folder.is_dir():
+        if folder == nerd_home() and folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
         return
     try:
         folder.mkdir(mode=0o700, parents=True)

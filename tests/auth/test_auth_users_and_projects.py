@@ -191,6 +191,35 @@ def test_the_last_member_cannot_be_removed(
     assert "'admin' is the last member of solo" in error_of(answer, 409, "conflict")
 
 
+def test_a_member_who_is_not_an_admin_cannot_remove_another_exits_5(
+    server: RunningServer, nerd: NerdRunner, logged_in: Path
+) -> None:
+    with admin_client(server) as admin:
+        admin.post("/projects", json={"name": "shared-lab"})
+        admin.post("/projects/shared-lab/members", json={"username": ALICE})
+
+    result = nerd("project", "member", "remove", "admin", "-p", "shared-lab")
+
+    assert result.exit_code == 5
+    assert "only an admin may remove another member" in result.stderr
+    with admin_client(server) as admin:
+        assert admin.get("/projects/shared-lab/queues").status_code == 200
+
+
+def test_a_member_may_leave_a_project(
+    server: RunningServer, nerd: NerdRunner, logged_in: Path, alice_password: str
+) -> None:
+    with admin_client(server) as admin:
+        admin.post("/projects", json={"name": "leavable"})
+        admin.post("/projects/leavable/members", json={"username": ALICE})
+
+    result = nerd("project", "member", "remove", ALICE, "-p", "leavable")
+
+    assert result.exit_code == 0
+    with login(server, ALICE, alice_password) as alice:
+        assert alice.get("/projects/leavable/queues").status_code == 404
+
+
 def test_members_of_a_project_one_is_not_in_are_404(
     server: RunningServer, nerd: NerdRunner, logged_in: Path
 ) -> None:

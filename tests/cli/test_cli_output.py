@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -138,5 +139,6 @@ def test_enabled_logging_appends_output_and_errors_to_the_log_file(
     nerd("queue", "list")
 
     text = log_file.read_text()
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
     assert "nerd 0.1.0" in text
     assert "nerd: error: not logged in" in text

@@ -403,3 +403,36 @@ def test_login_project_set_and_logout_print_one_json_document(
     assert json.loads(login.stdout)["username"] == ALICE
     assert json.loads(chosen.stdout) == {"project": "physics"}
     assert json.loads(logout.stdout) == {"logged_out": True}
+
+
+def test_a_value_the_sdk_refuses_is_a_one_line_usage_error(
+    nerd: Nerd, logged_in: Path
+) -> None:
+    result = nerd("secret", "create", "Bad Name", "K=V")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("nerd: error: invalid name: String should match")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_empty_image_name_is_a_usage_error(nerd: Nerd, logged_in: Path) -> None:
+    result = nerd("workload", "start", "", "-i", "0")
+
+    assert result.exit_code == 2
+    assert "nerd: error: invalid image" in result.stderr
+
+
+def test_a_secret_value_without_a_key_names_the_secret_form(
+    nerd: Nerd, logged_in: Path
+) -> None:
+    result = nerd("secret", "create", "x", "NOEQ")
+
+    assert result.exit_code == 2
+    assert "hint: give each value as KEY=VALUE" in result.stderr
+
+
+def test_a_key_given_twice_is_a_usage_error(nerd: Nerd, logged_in: Path) -> None:
+    result = nerd("secret", "create", "x", "K=V", "K=W")
+
+    assert result.exit_code == 2
+    assert "'K' is given twice" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_worker_work_once_runs_one_task_in_the_foreground(
 
 
 def test_worker_start_runs_tasks_in_the_background_and_keeps_a_log(
-    nerd: Nerd, nerd_process: Nerd, logged_in: None
+    nerd: Nerd, nerd_process: Nerd, logged_in: None, home: Path
 ) -> None:
     queue_id = nerd("queue", "create").stdout.strip()
     task_id = nerd("task", "start", queue_id, "--", "echo", "bg").stdout.strip()
@@ -69,6 +70,10 @@ def test_worker_start_runs_tasks_in_the_background_and_keeps_a_log(
     assert task["status"] == "SUCCESS"
     assert mine and mine[0]["queue"] == queue_id
     assert f"task.succeeded task={task_id}" in logs.stdout
+    workers_dir = home / ".nerd" / "workers"
+    assert stat.S_IMODE(workers_dir.stat().st_mode) == 0o700
+    for log_file in workers_dir.glob("*.log"):
+        assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
 
 
 def test_worker_logs_of_an_unknown_worker_exits_3(nerd: Nerd, logged_in: None) -> None:

@@ -128,3 +128,13 @@ def test_an_existing_folder_keeps_its_mode(home: Path) -> None:
     config.write_json_atomic(folder / "doc.json", {})
 
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+def test_an_existing_open_nerd_folder_is_made_private(home: Path) -> None:
+    folder = home / ".nerd"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+
+    config.save_session(config.load_session())
+
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

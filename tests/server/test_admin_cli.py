@@ -66,12 +66,23 @@ def test_a_user_for_an_unknown_project_is_refused(tmp_path: Path) -> None:
     assert result.exception.message == "project 'nope' not found"
 
 
-def test_user_list_on_a_fresh_folder_shows_the_first_admin(tmp_path: Path) -> None:
+def test_user_list_on_a_folder_without_a_server_is_not_found(tmp_path: Path) -> None:
+    result = CliRunner().invoke(admin, ["user", "list", "--data-dir", str(tmp_path)])
+
+    assert isinstance(result.exception, NotFoundError)
+    assert result.exception.message.startswith("no nerd server database at ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_user_create_on_a_fresh_folder_also_makes_the_first_admin(
+    tmp_path: Path,
+) -> None:
+    CliRunner().invoke(admin, ["user", "create", "hana", "--data-dir", str(tmp_path)])
+
     result = CliRunner().invoke(admin, ["user", "list", "--data-dir", str(tmp_path)])
 
     assert result.exit_code == 0
-    assert result.stdout == "admin\tadmin\tdefault\n"
-    assert "nerd login --username admin" in result.stderr
+    assert "admin\tadmin\tdefault\n" in result.stdout
     mode = stat.S_IMODE((tmp_path / "admin-password").stat().st_mode)
     assert mode == 0o600
 
@@ -148,3 +159,9 @@ def _disable(server: RunningServer, username: str) -> None:
         )
         session.commit()
     engine.dispose()
+
+
+def test_the_server_keeps_its_data_folder_private(server: RunningServer) -> None:
+    mode = stat.S_IMODE(server.data_dir.stat().st_mode)
+
+    assert mode == 0o700

@@ -399,3 +399,16 @@ def test_stopping_a_finished_task_is_409(admin: httpx.Client) -> None:
     response = admin.post(f"{P}/tasks/{task_id}/stop")
 
     assert error_of(response, 409, "conflict") == f"task {task_id} is already SUCCESS"
+
+
+def test_a_failure_message_ending_in_a_newline_reads_as_one_line(
+    admin: httpx.Client,
+) -> None:
+    received, _ = _claim(admin, max_attempts=1)
+    task_id = received["task"]["id"]
+
+    response = report(
+        admin, task_id, "failure", received["run_token"], exit_code=1, message="oom\n"
+    )
+
+    assert response.json()["message"] == "oom; all 1 attempts are used"

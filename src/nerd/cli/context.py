@@ -124,7 +124,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def _start_log_file(cfg: nerd_config.Config) -> logging.Handler:
     """Append every message and every line of output to the configured log file."""
-    cfg.log_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Output can hold secret values a user asked to see: the log is private.
+    os.close(os.open(cfg.log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
     handler = logging.FileHandler(cfg.log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     for logger in (logging.getLogger("nerd"), transcript):

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -30,7 +30,7 @@ from nerd.cli.context import (
     get_state,
 )
 from nerd.cli.output import transcript
-from nerd.errors import EXIT_INTERRUPTED, NerdError
+from nerd.errors import EXIT_INTERRUPTED, NerdError, UsageError
 
 # name -> (module, attribute, short help); imported only when the command runs.
 LAZY_COMMANDS = {
@@ -163,8 +163,23 @@ def _describe(exc: BaseException) -> tuple[str, str | None, int]:
         return exc.format_message(), None, exc.exit_code
     if isinstance(exc, click.Abort | EOFError):
         return "aborted: no input", None, 1
+    if _is_validation_error(exc):
+        return _first_validation_problem(exc), None, UsageError.exit_code
     hint = "run again with -v for the traceback"
     return f"unexpected {type(exc).__name__}: {exc}", hint, 1
+
+
+def _is_validation_error(exc: BaseException) -> bool:
+    # By name, so that starting the CLI does not import pydantic.
+    cls = type(exc)
+    return cls.__name__ == "ValidationError" and cls.__module__.startswith("pydantic")
+
+
+def _first_validation_problem(exc: Any) -> str:
+    """One line for the first problem pydantic found in what the command was given."""
+    problem = exc.errors()[0]
+    field = ".".join(str(part) for part in problem["loc"]) or "value"
+    return f"invalid {field}: {problem['msg']}"
 
 
 def _is_interrupt(exc: BaseException) -> bool:

@@ -33,16 +33,17 @@ WORKER_ID = IdType("wk")
 DOWNLOADABLE_ID = IdType("d", "t", "q")
 
 
-def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
-    """``-e K=V`` options as a mapping; a pair without ``=`` or a name is an error."""
+def parse_env(
+    pairs: tuple[str, ...], *, hint: str = "write each variable as -e NAME=value"
+) -> dict[str, str]:
+    """``K=V`` pairs as a mapping; no ``=``, no name or a name twice is an error."""
     env: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(
-                f"'{pair}' is not KEY=VALUE",
-                hint="write each variable as -e NAME=value",
-            )
+            raise UsageError(f"'{pair}' is not KEY=VALUE", hint=hint)
+        if key in env:
+            raise UsageError(f"'{key}' is given twice", hint=hint)
         env[key] = value
     return env
 

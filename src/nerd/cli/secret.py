@@ -121,7 +121,7 @@ def _secret_data(
             raise UsageError("--username and --password are for --type registry")
         if not pairs:
             raise UsageError("give the secret's values as KEY=VALUE")
-        return parse_env(pairs)
+        return parse_env(pairs, hint="give each value as KEY=VALUE")
     if pairs:
         raise UsageError("a registry secret takes --username and --password, not pairs")
     if not username or password is None:

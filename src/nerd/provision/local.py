@@ -153,9 +153,11 @@ def _worker_config(client: Client, config: nerd_config.Config) -> dict[str, Any]
 
 def _spawn(argv: list[str], env: dict[str, str], record: dict[str, str]) -> int:
     folder = workers_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     starting_log = folder / f".starting-{uuid.uuid4().hex}.log"
-    with starting_log.open("ab") as log_file:
+    # A worker's log can hold what its tasks printed: only the owner reads it.
+    log_fd = os.open(starting_log, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    with os.fdopen(log_fd, "ab") as log_file:
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -55,6 +55,7 @@ _HTTP_ERRORS: dict[int, type[errors.NerdError]] = {
 def create_app(settings: Settings) -> FastAPI:
     """A ready app for ``settings``; the database is migrated before it returns."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)  # the database, keys and objects are in it
     engine = db.make_engine(settings.database_url)
     upgrade_database(engine)
     app = FastAPI(title="nerd", version=__version__, lifespan=_lifespan)

@@ -161,7 +161,7 @@ def create_user(
 def list_users(data_dir: Path, database_url: str) -> None:
     """List the users: name, admin or not, disabled or not, projects."""
     settings = Settings(data_dir=data_dir, database_url=database_url)
-    with _open_database(settings) as sessions, sessions() as session:
+    with _open_database(settings, must_exist=True) as sessions, sessions() as session:
         for row in session.scalars(select(db.User).order_by(db.User.username)):
             names = _project_names(session, row)
             flags = ("admin" if row.is_admin else "user") + (
@@ -193,7 +193,7 @@ def enable_user(username: str, data_dir: Path, database_url: str) -> None:
 
 
 def _set_disabled(username: str, is_disabled: bool, settings: Settings) -> None:
-    with _open_database(settings) as sessions, sessions() as session:
+    with _open_database(settings, must_exist=True) as sessions, sessions() as session:
         row = session.scalars(select(db.User).where(db.User.username == username))
         found = row.first()
         if found is None:
@@ -238,8 +238,16 @@ def _read_password() -> str:
 
 
 @contextmanager
-def _open_database(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """The server's database, migrated and with its first user, for one command."""
+def _open_database(
+    settings: Settings, *, must_exist: bool = False
+) -> Iterator[sessionmaker[Session]]:
+    """The server's database, migrated and with its first user, for one command.
+
+    ``must_exist``: a command that only reads or changes users refuses to make a
+    new server in a folder that holds none (a mistyped --data-dir).
+    """
+    if must_exist:
+        _check_database_exists(settings)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = db.make_engine(settings.database_url)
     try:
@@ -251,6 +259,15 @@ def _open_database(settings: Settings) -> Iterator[sessionmaker[Session]]:
         yield sessions
     finally:
         engine.dispose()
+
+
+def _check_database_exists(settings: Settings) -> None:
+    path = settings.sqlite_path
+    if path is not None and not path.exists():
+        raise errors.NotFoundError(
+            f"no nerd server database at {path}",
+            hint="give the --data-dir (or --database-url) of a server that has run",
+        )
 
 
 def _migrate(settings: Settings, engine: sqlalchemy.Engine) -> None:

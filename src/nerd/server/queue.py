@@ -357,7 +357,7 @@ def _requeue_or_fail(task: db.Task, now: datetime, reason: str) -> None:
         log.info("task.requeued task=%s attempts=%d", task.id, task.num_dispatches)
         return
     task.status, task.finished_at = "FAILED", now
-    task.message = f"{reason}; all {task.max_attempts} attempts are used"
+    task.message = f"{reason.rstrip()}; all {task.max_attempts} attempts are used"
     log.info("task.failed task=%s attempts=%d", task.id, task.num_dispatches)
 
 

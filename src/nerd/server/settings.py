@@ -36,6 +36,14 @@ class Settings:
             self.database_url = f"sqlite:///{self.data_dir / 'nerd.db'}"
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The database file, when the database is SQLite."""
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        return Path(self.database_url.removeprefix(prefix))
+
+    @property
     def endpoint(self) -> str:
         """The URL clients reach this server at."""
         return f"http://{self.host}:{self.port}"

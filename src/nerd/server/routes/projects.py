@@ -88,7 +88,12 @@ def add_member(body: MemberAdd, access: ProjectAccess, session: DbSession) -> Me
 
 @router.delete("/projects/{project}/members/{username}", status_code=204)
 def remove_member(username: str, access: ProjectAccess, session: DbSession) -> Response:
-    """Remove a member; the last member stays, so no project is left orphaned."""
+    """Leave a project, or (as an admin) remove anyone; the last member stays."""
+    if username != access.user.username and not access.user.is_admin:
+        raise PermissionDeniedError(
+            f"only an admin may remove another member from {access.name}",
+            hint="a member may remove only themselves",
+        )
     user = _user_named(session, username)
     membership = session.get(db.Membership, (user.id, access.project.id))
     if membership is None:

@@ -436,3 +436,26 @@ def test_a_key_given_twice_is_a_usage_error(nerd: Nerd, logged_in: Path) -> None
 
     assert result.exit_code == 2
     assert "'K' is given twice" in result.stderr
+
+
+def test_download_and_task_list_accept_a_workload_id(
+    nerd: Nerd, logged_in: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "result"
+    folder.mkdir()
+    (folder / "out.txt").write_text("42")
+    dataset_id = nerd("upload", str(folder)).stdout.strip()
+    workload = json.loads(
+        nerd("workload", "start", "img", "-i", "0", "--json-format").stdout
+    )
+    task_id = nerd("task", "create", workload["id"], "--", "x").stdout.strip()
+    queue_id = workload["queue"]
+    token = json.loads(nerd("task", "receive", queue_id, "--json-format").stdout)
+    nerd("task", "success", queue_id, task_id, token["run_token"], "ok", dataset_id)
+
+    listed = nerd("task", "list", workload["id"], "--output", "json")
+    downloaded = nerd("download", workload["id"], str(tmp_path / "all"))
+
+    assert [t["id"] for t in json.loads(listed.stdout)] == [task_id]
+    assert downloaded.exit_code == 0, downloaded.stderr
+    assert (tmp_path / "all" / task_id / "out.txt").read_text() == "42"

@@ -21,7 +21,9 @@ from nerd.errors import (
 from nerd.models import DatasetStatus
 from nerd.server.db import Chunk, make_engine
 from nerd.storage.base import pack_key
+from nerd.transfer.chunker import MIN_CHUNK_BYTES
 from nerd.transfer.pack import Pack, build_pack
+from nerd.transfer.upload import NO_CDC_ENV
 
 MTIME_NS = 1_500_000_000_987_654_321
 
@@ -145,6 +147,104 @@ def test_a_large_upload_spans_several_packs(
 
     assert len(sent) >= 2
     assert _listing(tmp_path / "copy") == _listing(source)
+
+
+def test_many_small_files_round_trip_and_each_content_is_sent_once(
+    data: DataClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    sizes = [1, 100, MIN_CHUNK_BYTES - 1, MIN_CHUNK_BYTES, MIN_CHUNK_BYTES + 1]
+    for index, size_bytes in enumerate(sizes * 3):
+        (source / f"file-{index:04d}").write_bytes(
+            random.Random(index % len(sizes)).randbytes(size_bytes)
+        )
+    for index in range(2500):
+        (source / f"small-{index:04d}").write_bytes(index.to_bytes(4, "big") * 40)
+    sent = _count_packs(data, monkeypatch)
+
+    dataset = data.upload(source, cache=tmp_path / "cache.sqlite")
+    data.download(dataset.id, tmp_path / "copy")
+
+    names = [chunk.sha256 for pack in sent for chunk in pack.chunks]
+    assert len(names) == len(set(names))
+    assert dataset.file_count == 2515
+    assert _listing(tmp_path / "copy") == _listing(source)
+
+
+def test_a_file_grown_past_the_chunk_minimum_after_the_walk_is_cut_properly(
+    data: DataClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "growing").write_bytes(b"x")
+    walked = data.check_folder(source)
+    (source / "growing").write_bytes(random.Random(4).randbytes(3_000_000))
+
+    dataset = data.upload(source, walked=walked)
+    data.download(dataset.id, tmp_path / "copy")
+
+    assert dataset.chunk_count > 1
+    assert (tmp_path / "copy" / "growing").read_bytes() == (
+        source / "growing"
+    ).read_bytes()
+
+
+def test_a_reupload_with_the_cache_reads_no_file(
+    data: DataClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "big").write_bytes(random.Random(5).randbytes(2_000_000))
+    for index in range(50):
+        (source / f"small-{index}").write_text(f"small {index}")
+    cache = tmp_path / "cache.sqlite"
+    data.upload(source, cache=cache)
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: str, *args: object, **kwargs: object) -> int:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", recording_open)
+    again = data.upload(source, cache=cache)
+
+    assert again.status == DatasetStatus.READY
+    assert [p for p in opened if p.startswith(str(source))] == []
+
+
+def test_the_bench_fixed_size_split_round_trips(
+    data: DataClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "big").write_bytes(random.Random(6).randbytes(2_500_000))
+    (source / "small").write_text("small")
+    monkeypatch.setenv(NO_CDC_ENV, "1")
+
+    dataset = data.upload(source)
+    data.download(dataset.id, tmp_path / "copy")
+
+    # 1 MiB pieces: 1 MiB, 1 MiB and the rest, and the small file.
+    assert dataset.chunk_count == 4
+    assert _listing(tmp_path / "copy") == _listing(source)
+
+
+def test_a_folder_with_a_dangling_link_creates_no_dataset(
+    data: DataClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.txt").write_text("data")
+    (source / "bad").symlink_to("missing")
+    before = data.list()
+
+    with pytest.raises(UsageError) as raised:
+        data.upload(source)
+
+    assert f"the symlink {source / 'bad'} dangles or loops" in raised.value.message
+    assert data.list() == before
 
 
 def test_progress_reaches_the_total(data: DataClient, tmp_path: Path) -> None:

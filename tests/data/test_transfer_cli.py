@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import unicodedata
@@ -84,6 +85,39 @@ def test_a_bad_link_stops_the_upload_naming_it_before_a_byte_is_sent(
     assert f"nerd: error: the symlink {source / 'bad'} {problem}" in done.stderr
     assert "--skip-bad-links" in done.stderr
     assert stored_packs(fresh) == []
+
+
+def test_an_upload_refused_for_a_dangling_link_leaves_the_dataset_list_unchanged(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.txt").write_text("data")
+    (source / "bad").symlink_to("missing")
+    before = cli("--output", "json", "dataset", "list")
+
+    done = cli("upload", str(source))
+    after = cli("--output", "json", "dataset", "list")
+
+    assert done.exit_code == 2
+    assert f"the symlink {source / 'bad'} dangles or loops" in done.stderr
+    assert "Uploading dataset with ID" not in done.stderr
+    assert before.exit_code == after.exit_code == 0
+    assert after.stdout == before.stdout
+
+
+def test_the_dataset_id_is_printed_before_the_upload_ends(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.txt").write_text("data")
+
+    done = cli("--output", "json", "upload", str(source))
+
+    assert done.exit_code == 0, done.stderr
+    dataset_id = json.loads(done.stdout)["id"]
+    assert f"Uploading dataset with ID '{dataset_id}'" in done.stderr
 
 
 def test_a_link_loop_stops_the_upload_naming_it(cli: NerdCli, tmp_path: Path) -> None:

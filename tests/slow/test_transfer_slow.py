@@ -120,7 +120,7 @@ def test_a_server_killed_while_storing_chunks_leaves_none_that_lie(
 ) -> None:
     source = tmp_path / "source"
     source.mkdir()
-    for index in range(8):
+    for index in range(16):
         (source / f"{index}.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     process = subprocess.Popen(
         [sys.executable, "-m", "nerd.cli.main", "upload", str(source)],
@@ -129,7 +129,11 @@ def test_a_server_killed_while_storing_chunks_leaves_none_that_lie(
         stderr=subprocess.DEVNULL,
     )
 
-    time.sleep(2.0)
+    # Killed once the first pack is stored, while the next ones are being written.
+    deadline = time.monotonic() + 60
+    while _pack_count(fresh) < 1:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
     fresh.process.send_signal(signal.SIGKILL)
     fresh.process.wait()
     process.wait(timeout=300)

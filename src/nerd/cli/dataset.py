@@ -80,6 +80,8 @@ def upload(
     state = get_state()
     data = state.client().data
     printer = state.printer()
+    # Checked first: a folder that cannot be uploaded leaves no empty dataset.
+    walked = data.check_folder(folder, skip_bad_links=skip_bad_links)
     dataset_id = resume or data.create(name=name or folder.resolve().name).id
     printer.message(f"Uploading dataset with ID '{dataset_id}'")
     with printer.progress("upload") as progress:
@@ -88,7 +90,7 @@ def upload(
             dataset=dataset_id,
             progress=progress,
             cache=default_cache_path(),
-            skip_bad_links=skip_bad_links,
+            walked=walked,
         )
     printer.value("id", dataset.id, dataset)
 
@@ -102,20 +104,29 @@ def upload(
     help="Refuse if a name is taken in DIR (default: write it as name_(1).ext).",
 )
 def download(source: str, target: Path, no_clobber: bool) -> None:
-    """Download dataset ID (or task t-…'s output, or queue q-…'s outputs) into DIR.
+    """Download dataset ID into DIR; or task t-…'s output; or every task output of
+    queue q-… or workload w-…, one sub-folder per task.
 
     Nothing in DIR is ever overwritten: a file whose name is taken is written as
     name_(1).ext, name_(2).ext, … unless --no-clobber makes that an error.
     """
     state = get_state()
     client = state.client()
-    if source.startswith("q-"):
-        return _download_queue(state, client, source, target, no_clobber)
+    if source.startswith(("q-", "w-")):
+        queue_id = queue_of(client, source)
+        return download_queue(state, client, queue_id, target, no_clobber)
     task_id = source if source.startswith("t-") else None
     dataset_id = _output_of(client, source) if task_id else source
     _download_one(state.printer(), client, dataset_id, target, no_clobber)
     doc = {"downloaded": [{"task": task_id, "dataset": dataset_id}]}
     return state.printer().value("id", dataset_id, doc)
+
+
+def queue_of(client: Client, queue_or_workload: str) -> str:
+    """The queue id itself, or the queue of workload ``w-…``."""
+    if queue_or_workload.startswith("w-"):
+        return client.workloads.describe(queue_or_workload).queue
+    return queue_or_workload
 
 
 def _output_of(client: Client, task_id: str) -> str:
@@ -128,7 +139,7 @@ def _output_of(client: Client, task_id: str) -> str:
     return task.output_dataset
 
 
-def _download_queue(
+def download_queue(
     state: State, client: Client, queue_id: str, target: Path, no_clobber: bool
 ) -> None:
     """Every task output of the queue, each in a sub-folder named by the task id."""

@@ -30,7 +30,8 @@ DATASET_ID = IdType("d")
 QUEUE_ID = IdType("q")
 TASK_ID = IdType("t")
 WORKER_ID = IdType("wk")
-DOWNLOADABLE_ID = IdType("d", "t", "q")
+DOWNLOADABLE_ID = IdType("d", "t", "q", "w")
+QUEUE_OR_WORKLOAD_ID = IdType("q", "w")
 
 
 def parse_env(

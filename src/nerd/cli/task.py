@@ -18,9 +18,9 @@ from nerd.cli.context import NerdGroup, get_state
 from nerd.cli.params import (
     DATASET_ID,
     QUEUE_ID,
+    QUEUE_OR_WORKLOAD_ID,
     TASK_ID,
     WORKER_ID,
-    IdType,
     parse_env,
     split_queue_and_task,
 )
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 MAX_STDIN_BYTES = 128 * 1024
 FOLLOW_POLL_S = 0.5
-QUEUE_OR_WORKLOAD_ID = IdType("q", "w")
 
 TASK_COLUMNS = [
     ("id", "ID"),
@@ -157,11 +156,14 @@ def read_task_stdin() -> bytes | None:
 
 
 @task_group.command("list")
-@click.argument("queue_id", metavar="Q", type=QUEUE_ID)
+@click.argument("queue_id", metavar="Q|W", type=QUEUE_OR_WORKLOAD_ID)
 def list_tasks(queue_id: str) -> None:
-    """List the tasks of queue Q."""
+    """List the tasks of queue Q, or of workload W."""
+    from nerd.cli.dataset import queue_of
+
     state = get_state()
-    tasks = state.client().batch.list_tasks(queue_id)
+    client = state.client()
+    tasks = client.batch.list_tasks(queue_of(client, queue_id))
     state.printer().table(TASK_COLUMNS, tasks)
 
 

@@ -141,9 +141,9 @@ def stop_workload(workload_id: str) -> None:
 @click.option("--no-clobber", is_flag=True, help="Refuse if a name is taken in DIR.")
 def download_workload(workload_id: str, target: Path, no_clobber: bool) -> None:
     """Download every task output of W into DIR, one sub-folder per task."""
-    from nerd.cli.dataset import _download_queue
+    from nerd.cli.dataset import download_queue, queue_of
 
     state = get_state()
     client = state.client()
-    workload = client.workloads.describe(workload_id)
-    _download_queue(state, client, workload.queue, target, no_clobber)
+    queue_id = queue_of(client, workload_id)
+    download_queue(state, client, queue_id, target, no_clobber)

@@ -43,6 +43,7 @@ from nerd.transfer.manifest import chunk_sizes
 from nerd.transfer.pack import Pack
 from nerd.transfer.unpack import unpack
 from nerd.transfer.upload import UploadedFolder, upload_folder
+from nerd.transfer.walk import WalkedFolder, walk_folder
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class DataClient:
         progress: Progress | None = None,
         cache: Path | None = None,
         skip_bad_links: bool = False,
+        walked: WalkedFolder | None = None,
     ) -> Dataset:
         """Upload the folder into ``dataset`` (a new one if None) and commit it.
 
@@ -104,13 +106,19 @@ class DataClient:
         With ``cache`` (a file, see :func:`default_cache_path`), files unchanged since
         an earlier upload are not read again. ``skip_bad_links`` leaves out links
         that dangle, loop or leave the folder instead of refusing the upload.
+
+        The folder is walked and checked before anything is created, so a folder
+        that cannot be uploaded leaves no empty dataset behind; pass ``walked``
+        (from :meth:`check_folder`) if it has been checked already.
         """
+        if walked is None:
+            walked = self.check_folder(Path(path), skip_bad_links=skip_bad_links)
         target = self._uploading(dataset)
         log.info("dataset.uploading dataset=%s path=%s", target.id, path)
         chunk_cache = open_cache(cache) if cache is not None else None
         try:
             committed = self._upload_and_commit(
-                Path(path), target.id, progress, chunk_cache, skip_bad_links
+                Path(path), target.id, progress, chunk_cache, walked
             )
         finally:
             if chunk_cache is not None:
@@ -118,13 +126,17 @@ class DataClient:
         log.info("dataset.uploaded dataset=%s", committed.id)
         return committed
 
+    def check_folder(self, path: Path, *, skip_bad_links: bool = False) -> WalkedFolder:
+        """Walk the folder and refuse what cannot be uploaded; nothing is sent."""
+        return walk_folder(Path(path), skip_bad_links=skip_bad_links)
+
     def _upload_and_commit(
         self,
         path: Path,
         dataset_id: str,
         progress: Progress | None,
         cache: ChunkCache | None,
-        skip_bad_links: bool,
+        walked: WalkedFolder,
     ) -> Dataset:
         def send(cache: ChunkCache | None) -> UploadedFolder:
             return upload_folder(
@@ -133,7 +145,7 @@ class DataClient:
                 progress=progress,
                 threads=self.threads,
                 cache=cache,
-                skip_bad_links=skip_bad_links,
+                walked=walked,
             )
 
         uploaded = send(cache)

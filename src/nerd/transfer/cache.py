@@ -31,8 +31,10 @@ CREATE TABLE IF NOT EXISTS files (
 
 def file_identity(info: os.stat_result) -> str:
     """What must stay the same for a cached chunk list to still describe a file."""
-    fields = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-    return ":".join(str(f) for f in (*fields, info.st_ctime_ns))
+    return (
+        f"{info.st_dev}:{info.st_ino}:{info.st_size}:"
+        f"{info.st_mtime_ns}:{info.st_ctime_ns}"
+    )
 
 
 class ChunkCache:
@@ -41,20 +43,38 @@ class ChunkCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: dict[str, tuple[str, str]] = {}
+        self._loaded: dict[str, tuple[str, str]] | None = None
+        self._loaded_prefix = ""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
         self._db.execute(_SCHEMA)
 
-    def lookup(self, path: Path, identity: str) -> list[ChunkRef] | None:
+    def preload(self, folder: Path) -> None:
+        """Read every entry under ``folder`` in one query, for lookups to come."""
+        prefix = f"{folder}/"
+        # "0" follows "/": the range holds exactly the paths starting with prefix.
+        rows = self._db.execute(
+            "SELECT path, identity, chunks FROM files WHERE path >= ? AND path < ?",
+            (prefix, f"{folder}0"),
+        )
+        self._loaded = {path: (identity, chunks) for path, identity, chunks in rows}
+        self._loaded_prefix = prefix
+
+    def lookup(self, path: Path | str, identity: str) -> list[ChunkRef] | None:
         """The chunks of the file at ``path`` if it is unchanged since it was cut."""
-        row = self._db.execute(
-            "SELECT identity, chunks FROM files WHERE path = ?", (str(path),)
-        ).fetchone()
+        key = str(path)
+        row: tuple[str, str] | None
+        if self._loaded is not None and key.startswith(self._loaded_prefix):
+            row = self._loaded.get(key)
+        else:
+            row = self._db.execute(
+                "SELECT identity, chunks FROM files WHERE path = ?", (key,)
+            ).fetchone()
         if row is None or row[0] != identity:
             return None
         return [ChunkRef(sha256=s, size_bytes=n) for s, n in json.loads(row[1])]
 
-    def remember(self, path: Path, identity: str, refs: list[ChunkRef]) -> None:
+    def remember(self, path: Path | str, identity: str, refs: list[ChunkRef]) -> None:
         """Keep the chunks of a file, written on :meth:`save`."""
         chunks = json.dumps([[r.sha256, r.size_bytes] for r in refs])
         self._pending[str(path)] = (identity, chunks)

@@ -38,15 +38,20 @@ class Chunk:
         return len(self.data)
 
 
-def chunk_stream(stream: BinaryIO) -> Iterator[Chunk]:
-    """Cut a readable binary stream into chunks, holding at most a few in memory."""
+def chunk_stream(stream: BinaryIO, *, is_named: bool = True) -> Iterator[Chunk]:
+    """Cut a readable binary stream into chunks, holding at most a few in memory.
+
+    With ``is_named`` false the chunks' ``sha256`` is left empty, for a caller that
+    hashes them in another thread.
+    """
     for piece in _new_cdc().cut_stream(stream):
         # The library's view is only valid until the next chunk, so copy it out.
         data = bytes(piece.data)
-        yield Chunk(hashlib.sha256(data).hexdigest(), piece.offset, data)
+        name = hashlib.sha256(data).hexdigest() if is_named else ""
+        yield Chunk(name, piece.offset, data)
 
 
-def chunk_file(path: Path) -> Iterator[Chunk]:
+def chunk_file(path: Path, *, is_named: bool = True) -> Iterator[Chunk]:
     """Cut the file at ``path`` into chunks, reading it as a stream.
 
     A symlink at ``path`` is refused (ELOOP): the walk saw a file there.
@@ -58,7 +63,22 @@ def chunk_file(path: Path) -> Iterator[Chunk]:
             # setting up a cutter costs more than hashing a small file.
             yield from _whole(stream.read())
             return
-        yield from chunk_stream(stream)
+        yield from chunk_stream(stream, is_named=is_named)
+
+
+def chunk_fixed(path: Path, *, is_named: bool = True) -> Iterator[Chunk]:
+    """Cut the file into pieces of the average chunk size, for ``bench/transfer`` only.
+
+    It measures what content-defined chunking costs; the pieces are still named by
+    their SHA-256, which the server checks.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as stream:
+        offset = 0
+        while data := stream.read(AVG_CHUNK_BYTES):
+            name = hashlib.sha256(data).hexdigest() if is_named else ""
+            yield Chunk(name, offset, data)
+            offset += len(data)
 
 
 def _whole(data: bytes) -> Iterator[Chunk]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,6 +20,20 @@ from nerd.transfer.manifest import validate_paths
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class WalkedFolder:
+    """A walked folder: its entries, and the ``lstat`` of each file as the walk saw it.
+
+    The stats let the uploader check its cache and notice a file changed while it was
+    read without asking the file system again.
+    """
+
+    root: Path
+    entries: list[ManifestEntry]
+    file_stats: dict[str, os.stat_result]
+    skip_bad_links: bool
+
+
 def walk(root: Path, *, skip_bad_links: bool = False) -> list[ManifestEntry]:
     """The folder's files, folders and links, sorted so folders precede contents.
 
@@ -27,35 +42,42 @@ def walk(root: Path, *, skip_bad_links: bool = False) -> list[ManifestEntry]:
     the folder is an error naming it, or, with ``skip_bad_links``, left out with a
     warning.
     """
+    return walk_folder(root, skip_bad_links=skip_bad_links).entries
+
+
+def walk_folder(root: Path, *, skip_bad_links: bool = False) -> WalkedFolder:
+    """Like :func:`walk`, keeping each file's stat; one ``lstat`` per entry."""
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
     real_root = Path(os.path.realpath(root))
-    entries: list[ManifestEntry] = []
-    _Walk(real_root, skip_bad_links, entries).folder(real_root, "")
-    validate_paths(entries)
-    return entries
+    walker = _Walk(real_root, skip_bad_links)
+    walker.folder(real_root, "")
+    validate_paths(walker.entries)
+    return WalkedFolder(real_root, walker.entries, walker.file_stats, skip_bad_links)
 
 
 class _Walk:
-    def __init__(
-        self, real_root: Path, skip_bad_links: bool, entries: list[ManifestEntry]
-    ) -> None:
+    def __init__(self, real_root: Path, skip_bad_links: bool) -> None:
         self.real_root = real_root
         self.skip_bad_links = skip_bad_links
-        self.entries = entries
+        self.entries: list[ManifestEntry] = []
+        self.file_stats: dict[str, os.stat_result] = {}
 
     def folder(self, folder: Path, prefix: str) -> None:
         _walk_folder(self, folder, prefix)
 
-    def add(self, path: Path, relative: str) -> ManifestEntry | None:
+    def add(self, item: os.DirEntry[str], relative: str) -> ManifestEntry | None:
         try:
-            entry = _entry_for(self.real_root, path, relative)
+            info = _lstat(item)
+            entry = _entry_for(self.real_root, item.path, relative, info)
         except UsageError as exc:
-            if not (self.skip_bad_links and path.is_symlink()):
+            if not (self.skip_bad_links and os.path.islink(item.path)):
                 raise
-            log.warning("upload.link_skipped path=%s reason=%s", path, exc.message)
+            log.warning("upload.link_skipped path=%s reason=%s", item.path, exc.message)
             return None
         self.entries.append(entry)
+        if entry.type == EntryType.FILE:
+            self.file_stats[relative] = info
         return entry
 
 
@@ -65,14 +87,21 @@ _SKIP_HINT = "pass --skip-bad-links to upload the rest without it"
 def _walk_folder(walker: _Walk, folder: Path, prefix: str) -> None:
     try:
         with os.scandir(folder) as listing:
-            names = sorted(item.name for item in listing)
+            items = sorted(listing, key=lambda item: item.name)
     except OSError as exc:
         raise UsageError(f"cannot read the folder {folder}: {exc.strerror}") from exc
-    for name in names:
-        relative = f"{prefix}{_checked_name(folder, name)}"
-        entry = walker.add(folder / name, relative)
+    for item in items:
+        relative = f"{prefix}{_checked_name(folder, item.name)}"
+        entry = walker.add(item, relative)
         if entry is not None and entry.type == EntryType.DIR:
-            walker.folder(folder / name, f"{relative}/")
+            walker.folder(folder / item.name, f"{relative}/")
+
+
+def _lstat(item: os.DirEntry[str]) -> os.stat_result:
+    try:
+        return item.stat(follow_symlinks=False)
+    except OSError as exc:
+        raise UsageError(f"cannot read {item.path}: {exc.strerror}") from exc
 
 
 def _checked_name(folder: Path, name: str) -> str:
@@ -86,18 +115,16 @@ def _checked_name(folder: Path, name: str) -> str:
     return name
 
 
-def _entry_for(real_root: Path, path: Path, relative: str) -> ManifestEntry:
-    try:
-        info = path.lstat()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+def _entry_for(
+    real_root: Path, path: str, relative: str, info: os.stat_result
+) -> ManifestEntry:
     mode = stat.S_IMODE(info.st_mode)
     if stat.S_ISDIR(info.st_mode):
         kind, target = EntryType.DIR, None
     elif stat.S_ISREG(info.st_mode):
         kind, target = EntryType.FILE, None
     elif stat.S_ISLNK(info.st_mode):
-        kind, target = EntryType.SYMLINK, _checked_link_target(real_root, path)
+        kind, target = EntryType.SYMLINK, _checked_link_target(real_root, Path(path))
     else:
         _refuse_special(path)
     return ManifestEntry(
@@ -110,7 +137,7 @@ def _entry_for(real_root: Path, path: Path, relative: str) -> ManifestEntry:
     )
 
 
-def _refuse_special(path: Path) -> NoReturn:
+def _refuse_special(path: str) -> NoReturn:
     raise UsageError(
         f"{path} is a device, socket or fifo; "
         "only files, folders and symlinks can be uploaded"

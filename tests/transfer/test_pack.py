@@ -54,10 +54,11 @@ def test_chunk_offsets_point_at_their_bytes_in_the_pack() -> None:
         assert pack.data[placed.offset : placed.offset + placed.size_bytes] == data
 
 
-def test_a_pack_is_named_by_the_sha256_of_its_bytes() -> None:
+def test_a_pack_is_named_by_the_sha256_of_its_head() -> None:
     pack = build_pack(_chunks(2, 10))
+    head_bytes = pack.chunks[0].offset
 
-    assert pack.name == hashlib.sha256(pack.data).hexdigest()
+    assert pack.name == hashlib.sha256(pack.data[:head_bytes]).hexdigest()
 
 
 def test_grouping_starts_a_new_pack_before_the_target_size_is_exceeded() -> None:
@@ -127,16 +128,31 @@ def test_a_pack_larger_than_the_limit_is_a_usage_error() -> None:
         parser.feed(b"\0" * (MAX_PACK_BYTES + 1))
 
 
-def test_verify_pack_passes_bytes_through_and_fails_before_the_end() -> None:
+def test_verify_pack_stops_a_misnamed_pack_as_soon_as_its_head_is_read() -> None:
     pack = build_pack(_chunks(2, 100))
     parser = PackParser("f" * 64)
     passed: list[bytes] = []
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match="does not match its name"):
         for piece in verify_pack(parser, _pieces(pack.data, 50)):
             passed.append(piece)
 
-    assert b"".join(passed) == pack.data
+    assert len(b"".join(passed)) < pack.chunks[1].offset
+
+
+def test_verify_pack_passes_bytes_through_and_fails_before_the_end() -> None:
+    pack = build_pack(_chunks(2, 100))
+    spoiled = bytearray(pack.data)
+    spoiled[-1] ^= 0xFF
+    parser = PackParser(pack.name)
+    passed: list[bytes] = []
+
+    with pytest.raises(IntegrityError):
+        for piece in verify_pack(parser, _pieces(bytes(spoiled), 50)):
+            passed.append(piece)
+
+    assert bytes(spoiled).startswith(b"".join(passed))
+    assert len(b"".join(passed)) < len(spoiled)
 
 
 def test_the_index_of_a_stored_pack_can_be_read_without_its_data() -> None:

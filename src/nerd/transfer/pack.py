@@ -1,4 +1,4 @@
-"""The pack format: many chunks in one object, named by the SHA-256 of its bytes.
+"""The pack format: many chunks in one object, named by the SHA-256 of its head.
 
 ::
 
@@ -7,8 +7,11 @@
     offset 12  n bytes   index  JSON: [[sha256_hex, size_bytes], ...] in data order
     offset 12+n          data   the chunks' bytes, concatenated in index order
 
-:class:`PackParser` reads a pack as it streams in and checks every chunk and the pack's
-own name on the way, so that a server never has to hold a whole pack in memory.
+The name is the SHA-256 of the head (magic, length and index). The index names every
+chunk by the SHA-256 of its bytes and the reader checks each one, so the name fixes the
+whole pack's bytes without a second hash over the data: that pass would cost as much as
+the rest of the upload. :class:`PackParser` checks the name and every chunk as the pack
+streams in, so that a server never has to hold a whole pack in memory.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def build_pack(chunks: Iterable[tuple[str, bytes]]) -> Pack:
         placed.append(PackedChunk(sha, offset, len(data)))
         offset += len(data)
     body = b"".join([header, *(data for _, data in pairs)])
-    return Pack(hashlib.sha256(body).hexdigest(), body, placed)
+    return Pack(hashlib.sha256(header).hexdigest(), body, placed)
 
 
 def group_into_packs(
@@ -127,7 +130,6 @@ class PackParser:
         self.size_bytes = 0
         self.chunks: list[PackedChunk] = []
         self._keep_data = keep_data
-        self._pack_hash = hashlib.sha256()
         self._head = bytearray()
         self._index: list[PackedChunk] | None = None
         self._cursor = _Cursor()
@@ -137,7 +139,6 @@ class PackParser:
         self.size_bytes += len(piece)
         if self.size_bytes > MAX_PACK_BYTES:
             raise UsageError(f"pack {self.name} is larger than {MAX_PACK_BYTES} bytes")
-        self._pack_hash.update(piece)
         view = memoryview(piece)
         if self._index is None:
             view = self._feed_head(view)
@@ -152,11 +153,9 @@ class PackParser:
         return self._index
 
     def finish(self) -> list[PackedChunk]:
-        """Check the pack is complete and named by its bytes; return its chunks."""
+        """Check the pack is complete; return its chunks."""
         if self._index is None or len(self.chunks) != len(self._index):
             raise self.error("ends before its last chunk")
-        if self._pack_hash.hexdigest() != self.name:
-            raise self.error("does not match its name")
         return self.chunks
 
     def _feed_head(self, view: memoryview) -> memoryview:
@@ -173,6 +172,8 @@ class PackParser:
         view = view[need:]
         if len(self._head) == HEADER_BYTES + index_bytes:
             self._index = self._parse_index(bytes(self._head[HEADER_BYTES:]))
+            if hashlib.sha256(self._head).hexdigest() != self.name:
+                raise self.error("does not match its name")
             self._start_next_chunk()
         return view
 

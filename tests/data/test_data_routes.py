@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from typing import Any
 
@@ -8,7 +9,8 @@ import httpx
 import pytest
 
 from helpers import RunningServer, create_user, error_of, login
-from nerd.storage.base import pack_key
+from nerd.client.data import DataClient
+from nerd.storage.base import manifest_key, pack_key
 from nerd.transfer.pack import Pack, build_pack
 
 P = "/projects/default"
@@ -200,6 +202,61 @@ def test_committing_with_chunks_the_project_lacks_is_a_conflict_counting_them(
     assert "3 of the 3 chunks in the manifest are not stored" in message
     status = admin_http.get(f"{P}/datasets/{dataset_id}").json()["status"]
     assert status == "uploading"
+
+
+def test_the_same_manifest_again_is_ready_without_a_second_check(
+    admin_http: httpx.Client, db_server: RunningServer
+) -> None:
+    pack = _pack(14)
+    _put(admin_http, pack)
+    body = json.dumps({"entries": [_file("a.bin", pack), _file("b.bin", pack)]})
+    first, second = _new_dataset(admin_http), _new_dataset(admin_http)
+    admin_http.post(f"{P}/datasets/{first}/commit", content=body)
+
+    again = admin_http.post(f"{P}/datasets/{second}/commit", content=body)
+
+    assert again.status_code == 200, again.text
+    counts = ("status", "file_count", "chunk_count", "size_bytes")
+    assert [again.json()[k] for k in counts] == ["ready", 2, 3, 30000]
+    manifests = [admin_http.get(f"{P}/datasets/{d}/manifest") for d in (first, second)]
+    assert manifests[0].content == manifests[1].content
+    assert f"dataset={second} project=default" in db_server.log_text()
+    assert f"same_as={first}" in db_server.log_text()
+
+
+def test_another_projects_identical_manifest_vouches_for_nothing(
+    admin_http: httpx.Client, other_data: DataClient
+) -> None:
+    pack = _pack(15)
+    _put(admin_http, pack)
+    body = json.dumps({"entries": [_file("secret.bin", pack)]})
+    mine = _new_dataset(admin_http)
+    admin_http.post(f"{P}/datasets/{mine}/commit", content=body)
+    theirs = other_data.create().id
+
+    response = admin_http.post(
+        f"/projects/{other_data.project}/datasets/{theirs}/commit", content=body
+    )
+
+    assert "3 of the 3 chunks" in error_of(response, 409, "conflict")
+
+
+def test_a_twin_whose_manifest_object_is_lost_is_not_trusted(
+    admin_http: httpx.Client, db_server: RunningServer
+) -> None:
+    pack = _pack(16)
+    _put(admin_http, pack)
+    body = json.dumps({"entries": [_file("a.bin", pack)]})
+    first, second = _new_dataset(admin_http), _new_dataset(admin_http)
+    admin_http.post(f"{P}/datasets/{first}/commit", content=body)
+    (db_server.data_dir / "objects" / manifest_key("default", first)).unlink()
+
+    again = admin_http.post(f"{P}/datasets/{second}/commit", content=body)
+
+    assert again.status_code == 200, again.text
+    stored = admin_http.get(f"{P}/datasets/{second}/manifest").json()
+    assert [e["path"] for e in stored["entries"]] == ["a.bin"]
+    assert f"same_as={first}" not in db_server.log_text()
 
 
 def test_committing_a_ready_dataset_again_is_a_conflict(

@@ -17,12 +17,11 @@ import gzip
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import urllib3
 
 from nerd import errors
 from nerd.client.http import API_PREFIX, Api
@@ -44,6 +43,9 @@ from nerd.transfer.pack import Pack
 from nerd.transfer.unpack import unpack
 from nerd.transfer.upload import UploadedFolder, upload_folder
 from nerd.transfer.walk import WalkedFolder, walk_folder
+
+if TYPE_CHECKING:
+    import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ class DataClient:
 
     def _commit(self, dataset_id: str, manifest: Manifest) -> Dataset:
         # Compressed: a re-upload of an unchanged folder sends only this.
-        body = gzip.compress(manifest.model_dump_json().encode(), compresslevel=6)
+        body = gzip.compress(manifest.model_dump_json().encode(), compresslevel=1)
         return self.api.call(
             "POST",
             self._dataset_path(dataset_id, "commit"),
@@ -282,6 +284,20 @@ class _BulkHttp:
 
     def __init__(self, api: Api, threads: int) -> None:
         self._api = api
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._manager: urllib3.PoolManager | None = None
+
+    def _pool(self) -> urllib3.PoolManager:
+        with self._lock:
+            if self._manager is None:
+                self._manager = self._new_pool()
+            return self._manager
+
+    def _new_pool(self) -> urllib3.PoolManager:
+        # Imported here: an upload with nothing to send never needs it.
+        import urllib3
+
         retries = urllib3.Retry(
             total=3,
             connect=1,
@@ -290,8 +306,8 @@ class _BulkHttp:
             allowed_methods=frozenset({"GET", "PUT"}),
             raise_on_status=False,
         )
-        self._pool = urllib3.PoolManager(
-            maxsize=threads + 2,
+        return urllib3.PoolManager(
+            maxsize=self._threads + 2,
             retries=retries,
             timeout=urllib3.Timeout(connect=10.0, read=BULK_TIMEOUT_S),
         )
@@ -306,8 +322,11 @@ class _BulkHttp:
     ) -> bytes:
         url = f"{self._api.endpoint}{API_PREFIX}{path}"
         all_headers = {**(headers or {}), **self._api.auth_headers()}
+        pool = self._pool()
+        import urllib3
+
         try:
-            response = self._pool.request(
+            response = pool.request(
                 method, url, body=body, headers=all_headers, preload_content=True
             )
         except urllib3.exceptions.HTTPError as exc:

@@ -168,6 +168,12 @@ class Dataset(Base):
     task_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
     created_at: Mapped[datetime] = _created()
     ready_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Of the manifest as the client sent it: an unchanged re-upload sends the same.
+    manifest_sha256: Mapped[str | None] = mapped_column(String(SHA256_LENGTH))
+
+    __table_args__ = (
+        Index("ix_datasets_project_manifest", "project_id", "manifest_sha256"),
+    )
 
 
 class Pack(Base):

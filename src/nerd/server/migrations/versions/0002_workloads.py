@@ -1,7 +1,7 @@
 """Workloads, secrets, and a timeout and secret env on tasks.
 
 Revision ID: 0002_workloads
-Revises: 0001
+Revises: 0002_auth
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,6 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_workloads"
-# TODO(#5): the lead chains the parallel 0002 migrations; this one was written
-# against 0001 and only needs that schema.
 down_revision: str | None = "0002_auth"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -14,11 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import pytest
 
 # The environment variables that point nerd at a config, a session or a server:
 # a test clears them so that it sees only what it set up itself.
@@ -116,9 +119,10 @@ def start_server(
     *,
     lease_s: float | None = None,
     extra_args: tuple[str, ...] = (),
+    data_dir: Path | None = None,
 ) -> RunningServer:
     """Start a server with its data folder in ``tmp_path``; ready when it returns."""
-    data_dir = tmp_path / f"server-{secrets.token_hex(3)}"
+    data_dir = data_dir or tmp_path / f"server-{secrets.token_hex(3)}"
     pg_name, database_url = create_pg_database() if db == "postgres" else (None, "")
     database_url = database_url or f"sqlite:///{data_dir / 'nerd.db'}"
     port = free_port()
@@ -334,3 +338,19 @@ def is_running_with_env(entry: str) -> bool:
         except OSError:
             continue
     return False
+
+
+@contextmanager
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A real file system of ``size`` (``1m``), so that ENOSPC comes from the kernel."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)

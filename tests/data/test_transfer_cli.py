@@ -6,13 +6,14 @@ import json
 import os
 import threading
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from cli_data_helpers import NerdCli, diff_r, listing, logged_in_cli, stored_packs
 
-from helpers import RunningServer, admin_client, error_of
+from helpers import RunningServer, admin_client, error_of, mounted_tmpfs
 
 NFC = unicodedata.normalize("NFC", "café")
 NFD = unicodedata.normalize("NFD", "café")
@@ -232,6 +233,27 @@ def test_two_uploads_of_the_same_data_at_once_both_succeed_storing_chunks_once(
         datasets = admin.get("/projects/default/datasets").json()
     assert {d["status"] for d in datasets} == {"ready"}
     assert done.exit_code == 0
+
+
+def test_a_full_server_disk_is_exit_10_and_commits_nothing(
+    tmp_path: Path, server_factory: Callable[..., RunningServer]
+) -> None:
+    data_dir = tmp_path / "full-server"
+    with mounted_tmpfs(data_dir / "objects", "2m"):
+        full = server_factory(data_dir=data_dir)
+        cli = logged_in_cli(tmp_path / "home", full)
+        source = tmp_path / "source"
+        source.mkdir()
+        (source / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+
+        done = cli("upload", str(source))
+        listed = cli("--output", "json", "dataset", "list")
+        full.stop()
+
+    assert done.exit_code == 10, done.stderr
+    assert done.stderr.count("\n") == 2  # "Uploading dataset …", then the error
+    assert "nerd: error: " in done.stderr and "is full" in done.stderr
+    assert {d["status"] for d in json.loads(listed.stdout)} == {"uploading"}
 
 
 def test_a_gzipped_commit_that_is_not_gzip_is_a_usage_error(

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import mounted_tmpfs
 from nerd.errors import NotFoundError, StorageFullError, UsageError
 from nerd.storage.base import manifest_key, pack_key
 from nerd.storage.local import LocalStore
@@ -22,19 +22,8 @@ def store(tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MiB file system, so that ENOSPC comes from the kernel."""
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "1m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def _files_under(root: Path) -> list[str]:

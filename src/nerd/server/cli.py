@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nerd import errors
+from nerd.cli.context import CONTEXT_SETTINGS
 from nerd.server import db
 from nerd.server.bootstrap import ensure_first_user, login_instructions
 from nerd.server.migrate import upgrade_database
@@ -48,7 +49,7 @@ def _database_options(func: F) -> F:
     )(func)
 
 
-@click.command("server")
+@click.command("server", context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--host", envvar="NERD_SERVER_HOST", default="127.0.0.1", show_default=True
 )
@@ -114,7 +115,7 @@ def server(
     uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)
 
 
-@click.group("admin")
+@click.group("admin", context_settings=CONTEXT_SETTINGS)
 def admin() -> None:
     """Manage the server's users, working on its database directly."""
 

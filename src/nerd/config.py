@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "http://127.0.0.1:8642"
 DEFAULT_OAUTH_LOCALSERVER = "localhost:9876"
 DEFAULT_LOG_FILE = "~/.nerd/log"
+# The ``iss`` of the server's tokens, unless a login recorded another one.
+DEFAULT_ISSUER = "nerd"
 
 CONFIG_ENV_JSON = "NERD_CONFIG_JSON"
 CONFIG_ENV_FILES = ("NERD_CONFIG_FILE", "CONFIG")
@@ -60,10 +62,12 @@ def nerd_home() -> Path:
 
 @dataclass
 class AuthConfig:
-    """The ``auth`` section: where to log in and which key signs the tokens."""
+    """The ``auth`` section: where to log in, which key signs the tokens, and the
+    issuer they must name."""
 
     api_endpoint: str = DEFAULT_ENDPOINT
     public_key: str = ""
+    issuer: str = DEFAULT_ISSUER
     client_id: str = ""
     oauth_localserver: str = DEFAULT_OAUTH_LOCALSERVER
     oauth_success_url: str = ""
@@ -85,13 +89,14 @@ class Config:
         """Where the config was read from, for messages."""
         return str(self.path) if self.path else CONFIG_ENV_JSON
 
-    def set_public_key(self, public_key: str) -> None:
-        """Remember the server's key, in the parsed view and in the raw document."""
-        self.auth.public_key = public_key
+    def set_public_key(self, public_key: str, *, issuer: str = DEFAULT_ISSUER) -> None:
+        """Remember the server's key and issuer, in the parsed view and the raw one."""
+        self.auth.public_key, self.auth.issuer = public_key, issuer
         section = self.raw.get("auth")
         if not isinstance(section, dict):
             section = self.raw["auth"] = {}
         section["public_key"] = public_key
+        section["issuer"] = issuer
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -137,6 +142,7 @@ def _config_from_raw(path: Path | None, raw: dict[str, Any]) -> Config:
     auth = AuthConfig(
         api_endpoint=_string(auth_raw, "api_endpoint", where, endpoint),
         public_key=_string(auth_raw, "public_key", where, ""),
+        issuer=_string(auth_raw, "issuer", where, DEFAULT_ISSUER),
         client_id=_string(auth_raw, "client_id", where, ""),
         oauth_localserver=_string(
             auth_raw, "oauth_localserver", where, DEFAULT_OAUTH_LOCALSERVER

@@ -181,3 +181,59 @@ def _pin_server_key(configured: Path, server: RunningServer) -> None:
         "public_key"
     ]
     configured.write_text(json.dumps(document))
+
+
+def _expect_issuer(configured: Path, issuer: str) -> None:
+    document = json.loads(configured.read_text())
+    document["auth"]["issuer"] = issuer
+    configured.write_text(json.dumps(document))
+
+
+def test_the_cli_refuses_a_token_the_server_accepts_if_it_names_another_issuer(
+    server: RunningServer, alice_password: str, configured: Path, nerd: NerdRunner
+) -> None:
+    _pin_server_key(configured, server)
+    _expect_issuer(configured, "another-nerd")
+    token = _signed()(server)
+
+    accepted = httpx.get(
+        server.api + "/users/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    result = nerd("queue", "list", env={"NERD_JWT": token})
+
+    assert accepted.status_code == 200
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.startswith("nerd: error: the token was refused: ")
+    assert "Invalid issuer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_first_login_records_the_servers_issuer_with_its_key(
+    server: RunningServer, alice_password: str, configured: Path, nerd: NerdRunner
+) -> None:
+    result = nerd(
+        "login", "-u", ALICE, "--password-stdin", stdin=alice_password.encode()
+    )
+
+    assert result.exit_code == 0, result.stderr
+    auth = json.loads(configured.read_text())["auth"]
+    assert auth["issuer"] == "nerd"
+    assert auth["public_key"]
+
+
+def test_login_refuses_a_server_that_names_another_issuer_than_the_config(
+    server: RunningServer, alice_password: str, configured: Path, nerd: NerdRunner
+) -> None:
+    _pin_server_key(configured, server)
+    _expect_issuer(configured, "another-nerd")
+
+    result = nerd(
+        "login", "-u", ALICE, "--password-stdin", stdin=alice_password.encode()
+    )
+
+    assert result.exit_code == 4, result.stderr
+    assert "issues tokens as 'nerd', not the configured 'another-nerd'" in (
+        result.stderr
+    )
+    assert "hint: if that is the right server, set auth.issuer" in result.stderr
+    assert not (configured.parent / "session.json").exists()

@@ -13,6 +13,7 @@ import pytest
 from auth_helpers import ALICE, NerdRunner
 
 from helpers import RunningServer, create_user, error_of, login, new_queue
+from nerd.provision.local import is_worker_process, list_local_workers, workers_dir
 
 # Shorter than the CLI's 60 s renewal leeway: every command renews its token.
 SHORT_TTL = ("--token-ttl-s", "30")
@@ -64,6 +65,54 @@ def test_a_verbose_session_never_shows_a_token_password_or_refresh_secret(
     everything += log_file.read_text() + short_server.log_text()
     for secret in (password, first["token"], first["refresh_token"], second["token"]):
         assert secret not in everything
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_text().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def _wait_for_exit(pids: list[int], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(map(is_worker_process, pids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(is_worker_process, pids)), "the workers did not exit"
+
+
+def test_verbose_worker_start_and_the_worker_logs_never_show_a_token_or_secret(
+    short_server: RunningServer, nerd: NerdRunner, home: Path
+) -> None:
+    password = create_user(short_server, ALICE)
+    log_file = home / "nerd.log"
+    # NERD_DEBUG reaches the workers too: their logs get debug lines.
+    env = {"NERD_CONFIG_JSON": _config_json(short_server, log_file), "NERD_DEBUG": "1"}
+    stdin = password.encode()
+    outputs = [
+        nerd("-v", "login", "-u", ALICE, "--password-stdin", stdin=stdin, env=env)
+    ]
+    user = json.loads((home / ".nerd" / "session.json").read_text())["jwt"]
+    queue = nerd("queue", "create", env=env).stdout.strip()
+    nerd("task", "start", queue, "--", "echo", "done", env=env)
+
+    outputs.append(
+        nerd("-v", "worker", "start", queue, "-n", "2", "--idle-exit-s", "2", env=env)
+    )
+    pids = [worker.pid for worker in list_local_workers()]
+    environs = [_environ_of(pid) for pid in pids]
+    _wait_for_exit(pids)
+    outputs.append(nerd("-v", "worker", "logs", str(pids[0]), env=env))
+
+    assert all(result.exit_code == 0 for result in outputs), [r.stderr for r in outputs]
+    worker_logs = "".join(path.read_text() for path in workers_dir().glob("*.log"))
+    assert "task.succeeded" in worker_logs and "DEBUG" in worker_logs
+    everything = "".join(r.stdout + r.stderr for r in outputs) + worker_logs
+    everything += log_file.read_text() + short_server.log_text()
+    worker_secrets = [
+        e[k] for e in environs for k in ("NERD_JWT", "NERD_JWT_REFRESH_TOKEN")
+    ]
+    for secret in (password, user["token"], user["refresh_token"], *worker_secrets):
+        assert secret not in everything
+    assert "eyJ" not in everything  # how every JWT starts, renewed ones included
 
 
 def test_the_nerd_folder_is_0700_and_the_session_0600_after_a_first_login(
@@ -120,6 +169,32 @@ def test_a_session_revoked_elsewhere_says_run_nerd_login(
     assert result.exit_code == 4
     assert "nerd: error: your session has expired, run `nerd login`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_expired_refresh_token_says_run_nerd_login_and_exits_4(
+    server_factory: Callable[..., RunningServer], nerd: NerdRunner, home: Path
+) -> None:
+    server = server_factory(extra_args=(*SHORT_TTL, "--refresh-ttl-s", "2"))
+    password = create_user(server, ALICE)
+    env = {"NERD_CONFIG_JSON": _config_json(server, home / "log")}
+    logged_in = nerd(
+        "login", "-u", ALICE, "--password-stdin", stdin=password.encode(), env=env
+    )
+    refresh = json.loads((home / ".nerd" / "session.json").read_text())["jwt"][
+        "refresh_token"
+    ]
+    time.sleep(3)  # past the refresh token's 2 s; the access token renews at once
+
+    result = nerd("queue", "list", env=env)
+    renewed = httpx.post(server.api + "/auth/refresh", json={"refresh_token": refresh})
+
+    assert logged_in.exit_code == 0, logged_in.stderr
+    assert result.exit_code == 4
+    assert result.stderr.startswith(
+        "nerd: error: your session has expired, run `nerd login`"
+    )
+    assert "Traceback" not in result.stderr
+    assert error_of(renewed, 401, "session_expired") == "the refresh token has expired"
 
 
 def test_a_worker_token_keeps_working_past_its_lifetime(

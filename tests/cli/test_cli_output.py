@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -142,3 +145,39 @@ def test_enabled_logging_appends_output_and_errors_to_the_log_file(
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
     assert "nerd 0.1.0" in text
     assert "nerd: error: not logged in" in text
+
+
+def _logging_enabled_at_the_default_place(home: Path) -> Path:
+    (home / ".nerd").mkdir(mode=0o700)
+    document = {"logging": {"enabled": True}}
+    (home / ".nerd" / "config.json").write_text(json.dumps(document))
+    return home / ".nerd" / "log"
+
+
+def test_the_default_log_file_is_0600_even_under_an_open_umask(home: Path) -> None:
+    log_file = _logging_enabled_at_the_default_place(home)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nerd.cli.main", "version"],
+        capture_output=True,
+        env=dict(os.environ),
+        umask=0,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "nerd 0.1.0" in log_file.read_text()
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+
+
+def test_an_older_log_file_that_others_could_read_is_made_0600(
+    nerd: Nerd, home: Path
+) -> None:
+    log_file = _logging_enabled_at_the_default_place(home)
+    log_file.write_text("an older line\n")
+    log_file.chmod(0o644)
+
+    nerd("version")
+
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert log_file.read_text().startswith("an older line\n")

@@ -27,7 +27,7 @@ class SigningKey:
     def token(self, *, ttl_s: float = 900, **claims: Any) -> str:
         now = int(time.time())
         body = {
-            "iss": "nerd-test",
+            "iss": "nerd",
             "sub": "alice",
             "aud": "nerd",
             "iat": now,

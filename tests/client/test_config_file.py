@@ -144,7 +144,12 @@ def test_saving_the_public_key_keeps_unknown_keys(home: Path) -> None:
 
     saved = json.loads(path.read_text())
     assert saved["future_key"] == {"a": [1]}
-    assert saved["auth"] == {"client_id": "cli", "extra": 1, "public_key": "PEM"}
+    assert saved["auth"] == {
+        "client_id": "cli",
+        "extra": 1,
+        "public_key": "PEM",
+        "issuer": "nerd",
+    }
 
 
 def test_saving_a_new_config_makes_a_private_folder(home: Path) -> None:

@@ -55,6 +55,30 @@ def test_a_token_for_another_audience_is_refused(key: SigningKey) -> None:
         verify_token(key.token(aud="elsewhere"), key.public_pem)
 
 
+def test_a_token_from_another_issuer_is_refused(key: SigningKey) -> None:
+    with pytest.raises(AuthError, match="the token was refused: Invalid issuer"):
+        verify_token(key.token(iss="someone-else"), key.public_pem)
+
+
+def test_a_token_is_checked_against_the_issuer_it_is_told(key: SigningKey) -> None:
+    token = key.token(iss="our-nerd")
+
+    assert verify_token(token, key.public_pem, issuer="our-nerd")["iss"] == "our-nerd"
+    with pytest.raises(AuthError, match="Invalid issuer"):
+        verify_token(token, key.public_pem)
+
+
+def test_a_session_source_refuses_a_token_from_another_issuer(
+    home: Path, key: SigningKey
+) -> None:
+    path = logged_in(home, key.token(), "r")
+
+    source = SessionTokenSource(path, key.public_pem, refuse, issuer="our-nerd")
+
+    with pytest.raises(AuthError, match="Invalid issuer"):
+        source()
+
+
 def test_a_token_without_a_subject_is_refused(key: SigningKey) -> None:
     now = int(time.time())
     claims = {"iss": "x", "aud": "nerd", "iat": now, "exp": now + 60}

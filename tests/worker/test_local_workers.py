@@ -17,7 +17,7 @@ from worker_helpers import WaitForTask, py, wait_until
 
 from helpers import is_running_with_env
 from nerd.client import Client
-from nerd.errors import NotFoundError, UsageError
+from nerd.errors import NotFoundError, SessionExpiredError, UsageError
 from nerd.models import TaskStatus, Worker, WorkerStatus
 from nerd.provision.local import (
     is_worker_process,
@@ -175,6 +175,27 @@ def test_workers_get_a_worker_token_not_the_users(user: Client) -> None:
         json.loads(environ["NERD_CONFIG_JSON"])["nerd_api_endpoint"]
         == user.api.endpoint
     )
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_text().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def test_each_started_worker_gets_a_token_pair_of_its_own(user: Client) -> None:
+    queue = user.batch.create_queue()
+    pids = start_workers(user, queue.id, 2, worker_args=["--idle-exit-s", "30"])
+    first, second = (environ_of(pid) for pid in pids)
+
+    user.auth.logout(first["NERD_JWT_REFRESH_TOKEN"])
+    renewed = user.auth.refresh(second["NERD_JWT_REFRESH_TOKEN"])
+
+    assert first["NERD_JWT"] != second["NERD_JWT"]
+    assert first["NERD_JWT_REFRESH_TOKEN"] != second["NERD_JWT_REFRESH_TOKEN"]
+    with pytest.raises(SessionExpiredError):
+        user.auth.refresh(first["NERD_JWT_REFRESH_TOKEN"])
+    claims = jwt.decode(renewed.access_token, options={"verify_signature": False})
+    assert (claims["kind"], claims["project"]) == ("worker", "default")
 
 
 def test_starting_zero_workers_is_a_usage_error(user: Client) -> None:

@@ -241,6 +241,66 @@ def test_under_bwrap_input_and_output_are_also_at_slash_input_and_output(
     assert not Path("/input").exists()
 
 
+# Tries the file named in argv[1], then reads the input and writes an output.
+PEEK_THEN_WORK = (
+    "import os, sys\n"
+    "try: print(open(sys.argv[1]).read())\n"
+    "except OSError as exc: print('hidden', type(exc).__name__)\n"
+    "print(open(os.path.join(os.environ['NERD_INPUT_DIR'], 'data.txt')).read())\n"
+    "open(os.path.join(os.environ['NERD_OUTPUT_DIR'], 'r.txt'), 'w').write('ok')\n"
+)
+
+
+def staged_in_the_cache(home: Path) -> Path:
+    folder = home / ".nerd" / "cache" / "datasets" / "d-0123456789abcdef"
+    folder.mkdir(parents=True)
+    (folder / "data.txt").write_text("input bytes")
+    make_read_only(folder)
+    return folder
+
+
+def write_session(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"jwt": {"token": "a-full-user-token"}}')
+
+
+@needs_bwrap
+def test_under_bwrap_a_task_cannot_read_the_session_but_sees_its_cached_input(
+    tmp_path: Path, home: Path
+) -> None:
+    session = home / ".nerd" / "session.json"
+    write_session(session)
+    input_dir = staged_in_the_cache(home)
+    argv = python(PEEK_THEN_WORK, str(session))
+    spec = RunSpec("t-00000001", argv, input_dir=input_dir)
+
+    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+
+    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
+    assert stdout_of(tmp_path / "run") == "hidden FileNotFoundError\ninput bytes\n"
+    assert (tmp_path / "run" / "output" / "r.txt").read_text() == "ok"
+    assert "a-full-user-token" in session.read_text()
+    input_dir.chmod(0o755)
+
+
+@needs_bwrap
+def test_under_bwrap_a_session_file_kept_elsewhere_is_hidden_too(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = tmp_path / "elsewhere" / "session.json"
+    write_session(session)
+    monkeypatch.setenv("NERD_SESSION_FILE", str(session))
+    input_dir = staged_in_the_cache(home)
+    argv = python(PEEK_THEN_WORK, str(session))
+    spec = RunSpec("t-00000001", argv, input_dir=input_dir)
+
+    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+
+    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
+    assert stdout_of(tmp_path / "run") == "hidden FileNotFoundError\ninput bytes\n"
+    input_dir.chmod(0o755)
+
+
 @needs_bwrap
 def test_under_bwrap_the_process_group_kill_still_works(tmp_path: Path) -> None:
     runtime = ProcessRuntime(use_bwrap=True, kill_grace_s=0.5)

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -125,14 +126,25 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def _start_log_file(cfg: nerd_config.Config) -> logging.Handler:
     """Append every message and every line of output to the configured log file."""
     cfg.log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Output can hold secret values a user asked to see: the log is private.
-    os.close(os.open(cfg.log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+    _make_private_file(cfg.log_file)
     handler = logging.FileHandler(cfg.log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     for logger in (logging.getLogger("nerd"), transcript):
         logger.addHandler(handler)
     transcript.setLevel(logging.INFO)
     return handler
+
+
+def _make_private_file(path: Path) -> None:
+    """Create ``path`` as 0600, or make an older, wider one 0600, whatever the umask.
+
+    Output can hold secret values a user asked to see: the log is the owner's alone.
+    """
+    fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _stop_log_file(handler: logging.Handler) -> None:

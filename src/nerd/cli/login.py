@@ -112,7 +112,18 @@ def _checked_server_key(
             hint="if the server's key was replaced on purpose, remove "
             f"auth.public_key from {cfg.source} and log in again",
         )
+    _check_issuer(cfg, auth, server_key.issuer)
     return server_key
+
+
+def _check_issuer(cfg: config.Config, auth: AuthClient, served: str) -> None:
+    """With a pinned key, the server must also name the issuer the config expects."""
+    if served != cfg.auth.issuer:
+        raise KeyMismatchError(
+            f"the server at {auth.api.endpoint} issues tokens as '{served}', "
+            f"not the configured '{cfg.auth.issuer}'",
+            hint=f"if that is the right server, set auth.issuer in {cfg.source}",
+        )
 
 
 def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
@@ -149,17 +160,18 @@ def _store_login(
     """Check the token's signature, pin the key if new, then save the session."""
     from nerd.client.tokens import verify_token
 
-    claims = verify_token(pair.access_token, server_key.public_key)
+    issuer = cfg.auth.issuer if cfg.auth.public_key else server_key.issuer
+    claims = verify_token(pair.access_token, server_key.public_key, issuer=issuer)
     if not cfg.auth.public_key:
-        _pin_key(cfg, server_key.public_key, printer)
+        _pin_key(cfg, server_key, printer)
     session.set_tokens(pair.access_token, pair.refresh_token)
     config.save_session(session)
     printer.message(f"Logged in as '{claims['sub']}' at {cfg.auth.api_endpoint}")
     printer.outcome({"username": claims["sub"], "endpoint": cfg.auth.api_endpoint})
 
 
-def _pin_key(cfg: config.Config, public_key: str, printer: Printer) -> None:
-    cfg.set_public_key(public_key)
+def _pin_key(cfg: config.Config, server_key: PublicKey, printer: Printer) -> None:
+    cfg.set_public_key(server_key.public_key, issuer=server_key.issuer)
     if cfg.path is None:
         printer.message(
             f"The config comes from {config.CONFIG_ENV_JSON}: "

@@ -133,7 +133,8 @@ def token_source_for(
     cfg: config.Config, session_file: Path, auth: AuthClient
 ) -> EnvTokenSource | SessionTokenSource:
     """``NERD_JWT`` if it is set, else the session file."""
-    from_env = EnvTokenSource.from_environ(cfg.auth.public_key, auth.refresh)
+    key, issuer = cfg.auth.public_key, cfg.auth.issuer
+    from_env = EnvTokenSource.from_environ(key, auth.refresh, issuer=issuer)
     if from_env is not None:
         return from_env
-    return SessionTokenSource(session_file, cfg.auth.public_key, auth.refresh)
+    return SessionTokenSource(session_file, key, auth.refresh, issuer=issuer)

@@ -3,7 +3,8 @@
 A token source (:data:`nerd.client.http.TokenSource`) is a callable that returns a
 valid access token, renewing it first when it expires within :data:`LEEWAY_S`. Every
 token is checked against ``auth.public_key`` before it is used: an ES384 signature,
-audience ``nerd``, and the claims ``exp iat iss aud sub``.
+audience ``nerd``, the issuer ``auth.issuer`` (what the server named at login, ``nerd``
+by default), and the claims ``exp iat iss aud sub``.
 
 - :class:`SessionTokenSource` reads the session file and writes renewed tokens back to
   it, atomically, so that every CLI process shares one login.
@@ -59,8 +60,11 @@ def is_same_key(first_pem: str, second_pem: str) -> bool:
     return fingerprint(first_pem) == fingerprint(second_pem)
 
 
-def verify_token(token: str, public_key_pem: str) -> dict[str, Any]:
-    """The claims of ``token`` if the configured key signed it; expiry is not checked.
+def verify_token(
+    token: str, public_key_pem: str, *, issuer: str = config.DEFAULT_ISSUER
+) -> dict[str, Any]:
+    """The claims of ``token`` if the configured key signed it for ``issuer``; expiry
+    is not checked.
 
     The caller decides what an expired token means (renew it, or give up).
     """
@@ -70,6 +74,7 @@ def verify_token(token: str, public_key_pem: str) -> dict[str, Any]:
             _load_key(public_key_pem),
             algorithms=ALGORITHMS,
             audience=AUDIENCE,
+            issuer=issuer,
             leeway=CLOCK_SKEW_S,
             options={"require": REQUIRED_CLAIMS, "verify_exp": False},
         )
@@ -103,8 +108,11 @@ def _load_key(public_key_pem: str) -> Any:
 class _RenewingSource:
     """The renewal logic the session and the environment sources share."""
 
-    def __init__(self, public_key_pem: str, refresher: Refresher) -> None:
+    def __init__(
+        self, public_key_pem: str, refresher: Refresher, *, issuer: str
+    ) -> None:
         self._public_key_pem = public_key_pem
+        self._issuer = issuer
         self._refresher = refresher
         self._lock = threading.Lock()
         self._token = ""
@@ -126,7 +134,7 @@ class _RenewingSource:
         raise NotImplementedError
 
     def _checked(self, token: str) -> dict[str, Any]:
-        return verify_token(token, self._public_key_pem)
+        return verify_token(token, self._public_key_pem, issuer=self._issuer)
 
     def _renew(self, refresh_token: str) -> TokenPair:
         """Trade the refresh token in; a refusal means the session is over."""
@@ -145,9 +153,14 @@ class SessionTokenSource(_RenewingSource):
     """Tokens from the session file, renewed and written back when they run out."""
 
     def __init__(
-        self, session_file: Path, public_key_pem: str, refresher: Refresher
+        self,
+        session_file: Path,
+        public_key_pem: str,
+        refresher: Refresher,
+        *,
+        issuer: str = config.DEFAULT_ISSUER,
     ) -> None:
-        super().__init__(public_key_pem, refresher)
+        super().__init__(public_key_pem, refresher, issuer=issuer)
         self._path = session_file
 
     def _fresh_token(self) -> tuple[str, dict[str, Any]]:
@@ -174,21 +187,27 @@ class EnvTokenSource(_RenewingSource):
         refresh_token: str,
         public_key_pem: str,
         refresher: Refresher,
+        *,
+        issuer: str = config.DEFAULT_ISSUER,
     ) -> None:
-        super().__init__(public_key_pem, refresher)
+        super().__init__(public_key_pem, refresher, issuer=issuer)
         self._env_token = token
         self._refresh_token = refresh_token
 
     @classmethod
     def from_environ(
-        cls, public_key_pem: str, refresher: Refresher
+        cls,
+        public_key_pem: str,
+        refresher: Refresher,
+        *,
+        issuer: str = config.DEFAULT_ISSUER,
     ) -> EnvTokenSource | None:
         """The source for ``NERD_JWT``, or None when it is not set."""
         token = os.environ.get(ENV_TOKEN, "")
         if not token:
             return None
         refresh_token = os.environ.get(ENV_REFRESH_TOKEN, "")
-        return cls(token, refresh_token, public_key_pem, refresher)
+        return cls(token, refresh_token, public_key_pem, refresher, issuer=issuer)
 
     def _fresh_token(self) -> tuple[str, dict[str, Any]]:
         if self._env_token:

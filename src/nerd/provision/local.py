@@ -1,11 +1,11 @@
 """Workers as background processes on this host (``nerd worker start``).
 
 Each worker is ``python -m nerd.worker QUEUE``, in a session of its own so that it
-outlives the command that started it. It gets a project worker token in ``NERD_JWT`` /
-``NERD_JWT_REFRESH_TOKEN`` (never the user's own session) and the config in
-``NERD_CONFIG_JSON``. Its output goes to ``~/.nerd/workers/<pid>.log``, and
-``~/.nerd/workers/<pid>.json`` records what it was started for, so that
-``nerd worker stop`` and ``nerd worker logs`` can find it again.
+outlives the command that started it. It gets a project worker token pair of its own
+in ``NERD_JWT`` / ``NERD_JWT_REFRESH_TOKEN`` (never the user's own session, never
+another worker's) and the config in ``NERD_CONFIG_JSON``. Its output goes to
+``~/.nerd/workers/<pid>.log``, and ``~/.nerd/workers/<pid>.json`` records what it was
+started for, so that ``nerd worker stop`` and ``nerd worker logs`` can find it again.
 """
 
 from __future__ import annotations
@@ -74,15 +74,19 @@ def start_workers(
         raise errors.UsageError(f"the worker count must be at least 1, not {count}")
     check_id(queue, "q")
     client.batch.describe_queue(queue)
-    pair = client.auth.worker_token(client.project)
-    env = _worker_environment(client, pair, config or nerd_config.load_config())
+    worker_config = _worker_config(client, config or nerd_config.load_config())
     argv = [sys.executable, "-m", WORKER_MODULE, *(worker_args or []), queue]
     record = {
         "queue": queue,
         "endpoint": client.api.endpoint,
         "project": client.project,
     }
-    return [_spawn(argv, env, record) for _ in range(count)]
+    # Each worker gets a token pair of its own, so one can be revoked alone.
+    pairs = [client.auth.worker_token(client.project) for _ in range(count)]
+    return [
+        _spawn(argv, _worker_environment(client, pair, worker_config), record)
+        for pair in pairs
+    ]
 
 
 def stop_workers(
@@ -127,12 +131,12 @@ def list_local_workers() -> list[LocalWorker]:
 
 
 def _worker_environment(
-    client: Client, pair: TokenPair, config: nerd_config.Config
+    client: Client, pair: TokenPair, worker_config: dict[str, Any]
 ) -> dict[str, str]:
     env = dict(os.environ)
     env["NERD_JWT"] = pair.access_token
     env["NERD_JWT_REFRESH_TOKEN"] = pair.refresh_token
-    env["NERD_CONFIG_JSON"] = json.dumps(_worker_config(client, config))
+    env["NERD_CONFIG_JSON"] = json.dumps(worker_config)
     env["NERD_PROJECT"] = client.project
     return env
 
@@ -147,7 +151,8 @@ def _worker_config(client: Client, config: nerd_config.Config) -> dict[str, Any]
     if not config.auth.public_key:
         # A config with no key has never verified a token from this server; the
         # worker still verifies every token it renews against the key it gets now.
-        auth["public_key"] = client.auth.public_key().public_key
+        served = client.auth.public_key()
+        auth["public_key"], auth["issuer"] = served.public_key, served.issuer
     return dict(raw)
 
 

@@ -24,7 +24,7 @@ from nerd.server import db
 from nerd.server.bootstrap import ensure_first_user, login_instructions
 from nerd.server.migrate import upgrade_database
 from nerd.server.passwords import hash_password, new_password
-from nerd.server.settings import DEFAULT_PORT, Settings, default_data_dir
+from nerd.server.settings import DAY_S, DEFAULT_PORT, Settings, default_data_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +78,14 @@ def _database_options(func: F) -> F:
     help="Lifetime of access tokens.",
 )
 @click.option(
+    "--refresh-ttl-s",
+    envvar="NERD_SERVER_REFRESH_TTL_S",
+    type=click.IntRange(min=1),
+    default=30 * DAY_S,
+    show_default=True,
+    help="Lifetime of refresh tokens (sessions and worker tokens).",
+)
+@click.option(
     "--worker-silence-s",
     type=float,
     default=60.0,
@@ -91,6 +99,7 @@ def server(
     database_url: str,
     lease_s: float,
     token_ttl_s: int,
+    refresh_ttl_s: int,
     worker_silence_s: float,
 ) -> None:
     """Run the nerd server: the API, the queue and the dataset store."""
@@ -106,6 +115,7 @@ def server(
         database_url=database_url,
         lease_s=lease_s,
         token_ttl_s=token_ttl_s,
+        refresh_ttl_s=refresh_ttl_s,
         worker_silence_s=worker_silence_s,
     )
     try:

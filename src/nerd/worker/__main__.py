@@ -3,12 +3,14 @@
 This is what ``nerd worker start`` launches in the background. It builds its client
 from the environment: ``NERD_JWT`` / ``NERD_JWT_REFRESH_TOKEN`` (a worker token),
 ``NERD_CONFIG_JSON`` (where the server is, and its public key) and ``NERD_PROJECT``.
+``-v`` or ``NERD_DEBUG`` adds debug lines to its log.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from nerd import errors
@@ -31,10 +33,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def is_verbose(args: argparse.Namespace) -> bool:
+    """``-v``, or ``NERD_DEBUG`` as for the CLI (workers started by it inherit it)."""
+    env = os.environ.get("NERD_DEBUG", "").strip().lower()
+    return bool(args.verbose) or env not in ("", "0", "false", "no", "off")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if is_verbose(args) else logging.INFO,
         format=LOG_FORMAT,
         stream=sys.stderr,
     )

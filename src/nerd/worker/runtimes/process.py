@@ -14,8 +14,12 @@ often run as root and root ignores file modes. Bubblewrap's new root is a tmpfs;
 bind every top-level entry of the host's root into it, so ``/input`` (read-only) and
 ``/output`` can be added as mount points without creating anything in the host's root.
 The input folder is also bound read-only at its own path, so ``NERD_INPUT_DIR`` works
-the same inside and outside. Without bwrap the staged input is only chmod'ed
-read-only, which stops every user but root.
+the same inside and outside. The nerd folder of the worker's user (``~/.nerd``: the
+session with a full user token, the config, the logs) is covered by an empty tmpfs,
+and so is the folder of a session or config file kept elsewhere; the input, output and
+work folders are then bound back, so a staged input in ``~/.nerd/cache`` still shows.
+Without bwrap the staged input is only chmod'ed read-only, which stops every user but
+root, and nothing is hidden.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from nerd import config as nerd_config
 from nerd.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -106,7 +111,8 @@ class ProcessRuntime:
         env = task_environment(spec, input_dir, paths.output)
         argv = [_resolve_command(spec.argv[0], env), *spec.argv[1:]]
         if self.bwrap:
-            argv = [*bwrap_prefix(self.bwrap, input_dir, paths.output), *argv]
+            prefix = bwrap_prefix(self.bwrap, input_dir, paths.output, paths.work)
+            argv = [*prefix, *argv]
         popen = _spawn(argv, env, paths)
         log.debug(
             "process started task=%s pid=%s argv=%s", spec.task_id, popen.pid, argv
@@ -176,18 +182,51 @@ def task_environment(
     return env
 
 
-def bwrap_prefix(bwrap: str, input_dir: Path, output_dir: Path) -> list[str]:
-    """The bubblewrap command line that runs a command with the input read-only."""
+def bwrap_prefix(
+    bwrap: str, input_dir: Path, output_dir: Path, work_dir: Path
+) -> list[str]:
+    """The bubblewrap command line that runs a command with the input read-only and
+    the worker user's nerd files out of sight."""
     # A PID namespace: when bwrap dies (say the worker was SIGKILLed), the kernel ends
     # every process the task started, not only bwrap's direct child.
     args = [bwrap, "--die-with-parent", "--unshare-pid"]
     for entry in sorted(Path("/").iterdir()):
         args += _root_entry_binds(entry)
+    for private in private_paths():
+        args += _hiding(private)
+    # After the hiding, so that a run folder or staged input inside it shows again.
     args += ["--ro-bind", str(input_dir), str(input_dir)]
     args += ["--bind", str(output_dir), str(output_dir)]
+    args += ["--bind", str(work_dir), str(work_dir)]
     args += ["--ro-bind", str(input_dir), SANDBOX_INPUT]
     args += ["--bind", str(output_dir), SANDBOX_OUTPUT]
     return [*args, "--"]
+
+
+def private_paths() -> list[Path]:
+    """What a task must not see: the nerd folder, and the session and config files'
+    folders (or, in the home folder itself, the files alone)."""
+    files = [nerd_config.session_path(), nerd_config.config_path()]
+    paths = [nerd_config.nerd_home(), *(_cover_for(f) for f in files if f)]
+    found: list[Path] = []
+    for path in paths:
+        real = path.resolve()
+        if real.exists() and real not in found:
+            found.append(real)
+    return found
+
+
+def _cover_for(file: Path) -> Path:
+    home = Path.home().resolve()
+    folder = file.resolve().parent
+    # Covering the home folder, or one above it, would hide what tasks rightly use.
+    return file if folder in (home, *home.parents) else folder
+
+
+def _hiding(path: Path) -> list[str]:
+    if path.is_dir():
+        return ["--tmpfs", str(path)]
+    return ["--ro-bind", "/dev/null", str(path)]
 
 
 def _root_entry_binds(entry: Path) -> list[str]:

@@ -14,6 +14,7 @@ The tree, with each class's exit code and HTTP status::
     ├── ServerUnreachableError   6  503  no HTTP answer from the server
     ├── TaskFailedError          7  500  a task the command waited for failed
     ├── ConflictError            8  409  the resource is not in a state for this
+    │   ├── ChunksMissingError   8  409  a manifest names chunks not stored
     │   └── RunExpiredError      8  409  a stale run token: the run was taken back
     ├── IntegrityError           9  422  bytes that do not match their hash
     └── StorageFullError        10  507  the server has no room left
@@ -126,6 +127,12 @@ class ConflictError(NerdError):
     exit_code = 8
     http_status = 409
     code = "conflict"
+
+
+class ChunksMissingError(ConflictError):
+    """A manifest names chunks the project does not hold; send them, then commit."""
+
+    code = "chunks_missing"
 
 
 class RunExpiredError(ConflictError):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from cli_data_helpers import Done, NerdCli, logged_in_cli, stored_packs
 
 from helpers import RunningServer, admin_client
@@ -117,18 +119,61 @@ def test_gc_keeps_packs_younger_than_the_grace_period(
     assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
 
 
+def backdate(server: RunningServer, table: str, hours: float) -> None:
+    """Make every row of ``table`` look ``hours`` older, as if made long ago."""
+    engine = sqlalchemy.create_engine(server.database_url)
+    with engine.begin() as connection:
+        for row_id, created_at in connection.execute(
+            sqlalchemy.text(f"SELECT id, created_at FROM {table}")
+        ).all():
+            older = _as_datetime(created_at) - timedelta(hours=hours)
+            connection.execute(
+                sqlalchemy.text(f"UPDATE {table} SET created_at = :at WHERE id = :id"),
+                {"at": older, "id": row_id},
+            )
+    engine.dispose()
+
+
+def _as_datetime(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
 def test_gc_leaves_a_project_with_an_upload_in_progress_alone(
     cli: NerdCli, fresh: RunningServer, tmp_path: Path
 ) -> None:
     gone_id = cli.upload(folder_of(tmp_path, "gone", 300_000))
     assert cli("dataset", "delete", gone_id).exit_code == 0
+    backdate(fresh, "packs", hours=2)
     with admin_client(fresh) as admin:
         assert admin.post("/projects/default/datasets", json={}).status_code == 201
 
-    done = nerd_admin(fresh, "gc", "--grace-s", "0")
+    done = nerd_admin(fresh, "gc", "--grace-s", "3600")
 
     assert "skipped 'default': an upload is in progress" in done.stdout
     assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
+
+
+def test_gc_passes_over_an_abandoned_upload_which_still_resumes(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    folder = folder_of(tmp_path, "data", 300_000)
+    gone_id = cli.upload(folder)
+    assert cli("dataset", "delete", gone_id).exit_code == 0
+    with admin_client(fresh) as admin:
+        created = admin.post("/projects/default/datasets", json={})
+    abandoned_id = created.json()["id"]
+    backdate(fresh, "packs", hours=2)
+    backdate(fresh, "datasets", hours=2)
+
+    done = nerd_admin(fresh, "gc", "--grace-s", "3600")
+    resumed = cli("upload", str(folder), "--resume", abandoned_id)
+    download = cli("download", abandoned_id, str(tmp_path / "copy"))
+
+    assert "removed 1 packs" in done.stderr, done.stdout + done.stderr
+    assert resumed.exit_code == 0, resumed.stderr
+    assert download.exit_code == 0, download.stderr
+    copy = (tmp_path / "copy" / "data.bin").read_bytes()
+    assert copy == (folder / "data.bin").read_bytes()
 
 
 def test_gc_dry_run_removes_nothing(

@@ -198,7 +198,7 @@ def test_committing_with_chunks_the_project_lacks_is_a_conflict_counting_them(
 
     response = admin_http.post(f"{P}/datasets/{dataset_id}/commit", json=manifest)
 
-    message = error_of(response, 409, "conflict")
+    message = error_of(response, 409, "chunks_missing")
     assert "3 of the 3 chunks in the manifest are not stored" in message
     status = admin_http.get(f"{P}/datasets/{dataset_id}").json()["status"]
     assert status == "uploading"
@@ -238,7 +238,7 @@ def test_another_projects_identical_manifest_vouches_for_nothing(
         f"/projects/{other_data.project}/datasets/{theirs}/commit", content=body
     )
 
-    assert "3 of the 3 chunks" in error_of(response, 409, "conflict")
+    assert "3 of the 3 chunks" in error_of(response, 409, "chunks_missing")
 
 
 def test_a_twin_whose_manifest_object_is_lost_is_not_trusted(

@@ -233,6 +233,10 @@ def test_two_uploads_of_the_same_data_at_once_both_succeed_storing_chunks_once(
         datasets = admin.get("/projects/default/datasets").json()
     assert {d["status"] for d in datasets} == {"ready"}
     assert done.exit_code == 0
+    # Each chunk is stored once: all packs together hold the data once, plus heads.
+    packs = [p for p in stored_packs(fresh) if p.is_file()]
+    assert not [p for p in packs if p.name.startswith(".")]
+    assert sum(p.stat().st_size for p in packs) < 4 * 600_000 + 4096
 
 
 def test_a_full_server_disk_is_exit_10_and_commits_nothing(

@@ -150,14 +150,13 @@ class DataClient:
                 walked=walked,
             )
 
-        uploaded = send(cache)
         try:
-            return self._commit(dataset_id, uploaded.manifest)
-        except errors.ConflictError:
-            if not uploaded.is_from_cache:
-                raise
-        # The server lacks chunks the cache vouched for (another server, or collected).
-        log.info("dataset.cache_missed dataset=%s", dataset_id)
+            return self._commit(dataset_id, send(cache).manifest)
+        except errors.ChunksMissingError:
+            pass
+        # The server lacks chunks that the cache vouched for, or that it held when
+        # asked and collected since (another server, or `nerd admin gc`).
+        log.info("dataset.chunks_missed dataset=%s", dataset_id)
         return self._commit(dataset_id, send(None).manifest)
 
     def _commit(self, dataset_id: str, manifest: Manifest) -> Dataset:

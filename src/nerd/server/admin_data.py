@@ -153,8 +153,9 @@ def _collect(
     dry_run: bool,
 ) -> int:
     db.begin_write(session)
+    db.lock_project_chunks(session, project.id)
     try:
-        if _has_upload_in_progress(session, project):
+        if _has_upload_in_progress(session, project, cutoff):
             click.echo(f"nerd: skipped '{project.name}': an upload is in progress")
             return 0
         garbage = _garbage(session, store, project, cutoff)
@@ -167,10 +168,19 @@ def _collect(
         session.commit()
 
 
-def _has_upload_in_progress(session: Session, project: db.Project) -> bool:
+def _has_upload_in_progress(
+    session: Session, project: db.Project, cutoff: datetime
+) -> bool:
+    """Whether an upload began within the grace period.
+
+    It may have been told that chunks no ready dataset uses are held, and rely on
+    them. An older upload is taken as abandoned: if it is resumed after all, its
+    commit names the collected chunks, and the SDK sends them again.
+    """
     uploading = select(db.Dataset.id).where(
         db.Dataset.project_id == project.id,
         db.Dataset.status == models.DatasetStatus.UPLOADING,
+        db.Dataset.created_at >= cutoff,
     )
     return session.scalars(uploading.limit(1)).first() is not None
 

@@ -37,6 +37,7 @@ from sqlalchemy import (
     create_engine,
     event,
     make_url,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -44,6 +45,8 @@ from sqlalchemy.types import TypeDecorator
 
 IMMEDIATE_OPTION = "nerd_begin_immediate"
 SQLITE_BUSY_TIMEOUT_S = 30
+# The first key of PostgreSQL advisory locks on a project's chunks ("NC").
+CHUNK_LOCK_SPACE = 0x4E43
 ID_LENGTH = 40
 SHA256_LENGTH = 64
 
@@ -363,6 +366,20 @@ def begin_write(session: Session) -> None:
     if session.in_transaction():
         session.commit()
     session.connection(execution_options={IMMEDIATE_OPTION: True})
+
+
+def lock_project_chunks(session: Session, project_id: int) -> None:
+    """Hold the project's chunk lock until the transaction ends.
+
+    Committing a manifest and collecting packs take it, so that a pack is never
+    collected between a commit's check that its chunks are held and the commit.
+    On SQLite the write lock of :func:`begin_write` already does this.
+    """
+    if is_postgres(session):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"),
+            {"space": CHUNK_LOCK_SPACE, "key": project_id},
+        )
 
 
 def is_postgres(session: Session) -> bool:

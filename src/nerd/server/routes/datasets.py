@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nerd import models
-from nerd.errors import ConflictError, NotFoundError, UsageError
+from nerd.errors import ChunksMissingError, ConflictError, NotFoundError, UsageError
 from nerd.ids import new_id
 from nerd.server import db
 from nerd.server.deps import DbSession, ProjectAccess, ProjectContext, Store
@@ -40,6 +40,7 @@ router = APIRouter(prefix="/projects/{project}", tags=["datasets"])
 
 MAX_CHUNKS_PER_QUERY = 100_000
 MAX_MANIFEST_BYTES = 1024 * 1024 * 1024
+BODY_PIECE_BYTES = 1024 * 1024
 # Names per IN (...) query: well under SQLite's 32766 variables.
 _NAMES_PER_SQL = 10_000
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -116,7 +117,6 @@ def commit_dataset(
     if twin is None:
         manifest = _parse_manifest(raw)
         validate_manifest(manifest)
-        _check_chunks_held(session, access, chunk_sizes(manifest))
         stored: Iterable[bytes] = [manifest.model_dump_json().encode()]
     else:
         # The very bytes of a manifest checked before, whose chunks a ready dataset
@@ -124,8 +124,13 @@ def commit_dataset(
         twin_key = manifest_key(access.name, twin.id)
         stored = store.iter_range(twin_key, 0, store.size(twin_key))
     db.begin_write(session)
+    db.lock_project_chunks(session, access.project.id)
     row = _dataset(session, access, dataset, for_update=True)
     _check_uploading(row)
+    if twin is None:
+        # Checked under the lock `nerd admin gc` takes, so that no pack this
+        # manifest names can be collected between the check and the commit.
+        _check_chunks_held(session, access, chunk_sizes(manifest))
     store.put(manifest_key(access.name, row.id), stored)
     if twin is None:
         _mark_ready(row, manifest)
@@ -275,7 +280,7 @@ def _check_chunks_held(
     held = _held_sizes(session, access.project.id, list(sizes))
     missing = [name for name in sizes if name not in held]
     if missing:
-        raise ConflictError(
+        raise ChunksMissingError(
             f"{len(missing)} of the {len(sizes)} chunks in the manifest are not stored "
             f"in project '{access.name}' (first: {missing[0]})",
             hint="upload the missing chunks, then commit again",
@@ -375,19 +380,23 @@ def _held_sizes(
 
 
 def _body_pieces(request: Request) -> Iterator[bytes]:
-    """The request body, read from this worker thread in pieces as it arrives."""
+    """The request body, read from this worker thread in pieces as it arrives.
+
+    The event loop gathers what arrives into pieces of about ``BODY_PIECE_BYTES``:
+    each hop between this thread and the loop costs more than copying 64 KiB.
+    """
     stream = request.stream().__aiter__()
 
     async def next_piece() -> bytes:
-        return await stream.__anext__()
+        gathered = bytearray()
+        async for piece in stream:
+            gathered += piece
+            if len(gathered) >= BODY_PIECE_BYTES:
+                break
+        return bytes(gathered)
 
-    while True:
-        try:
-            piece = anyio.from_thread.run(next_piece)
-        except StopAsyncIteration:
-            return
-        if piece:
-            yield piece
+    while piece := anyio.from_thread.run(next_piece):
+        yield piece
 
 
 def _read_body(pieces: Iterable[bytes], content_encoding: str | None) -> bytes:

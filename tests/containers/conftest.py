@@ -1,5 +1,6 @@
 """Fixtures for the container tests: podman set up for this machine, a busybox
-image made with ``podman import``, and ``nerd`` logged in to a real server.
+image made with ``podman import``, ``nerd`` logged in to a real server, a fake
+registry, and the Docker API that ``podman system service`` serves.
 
 Every test here is skipped when podman (or /bin/busybox) is missing.
 """
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from container_helpers import (
     podman,
     stop_started_workers,
 )
+from fake_registry import FakeRegistry
 
 from helpers import RunningServer
 
@@ -73,3 +78,69 @@ def nerd(
     shell.ok(*login, stdin=server.admin_password + "\n")
     yield shell
     stop_started_workers(home)
+
+
+@pytest.fixture(scope="session")
+def fake_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeRegistry]:
+    registry = FakeRegistry(tmp_path_factory.mktemp("registry"))
+    yield registry
+    registry.close()
+
+
+@pytest.fixture
+def registry(fake_registry: FakeRegistry) -> FakeRegistry:
+    """The fake registry, with no credentials set and nothing seen yet."""
+    fake_registry.credentials = None
+    fake_registry.authorizations.clear()
+    return fake_registry
+
+
+@pytest.fixture(scope="module")
+def docker_socket(containers_conf: Path, fake_registry: FakeRegistry) -> Iterator[Path]:
+    """A Docker-compatible API on a socket of its own, served by podman."""
+    path = Path(f"/tmp/nerd-docker-{secrets.token_hex(4)}.sock")
+    env = {
+        **os.environ,
+        "CONTAINERS_REGISTRIES_CONF": str(fake_registry.registries_conf),
+    }
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{path}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        _wait_for_engine(path)
+        yield path
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+        path.unlink(missing_ok=True)
+
+
+def _wait_for_engine(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if _is_engine_up(path):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no Docker API on {path} after 30 s")
+
+
+def _is_engine_up(path: Path) -> bool:
+    """Whether ``GET /_ping`` answers 200 (by hand: httpx leaks a failed socket)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        try:
+            connection.settimeout(5)
+            connection.connect(str(path))
+            connection.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return connection.recv(64).split(b" ")[1:2] == [b"200"]
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def docker_nerd(nerd: Nerd, docker_socket: Path) -> Nerd:
+    """``nerd`` whose workers reach the Docker API at ``docker_socket``."""
+    nerd.env["DOCKER_HOST"] = f"unix://{docker_socket}"
+    return nerd

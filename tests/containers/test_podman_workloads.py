@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from container_helpers import Nerd, is_worker, wait_until
+from container_helpers import Nerd, is_worker, podman, wait_until
 
 from helpers import RunningServer
 
 COPY_AND_GREET = (
     "cat /input/numbers.txt > /output/copy.txt && "
     'echo "$GREETING $N" > /output/who.txt && echo "task $N done"'
+)
+
+
+# Prints "QUOTA_US PERIOD_US" on cgroup v1 and v2 alike, into /output/cpu.txt.
+CPU_QUOTA = (
+    "cat /sys/fs/cgroup/cpu.max > /output/cpu.txt 2>/dev/null || echo"
+    ' "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)'
+    ' $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)" > /output/cpu.txt'
 )
 
 
@@ -229,3 +237,80 @@ def test_a_process_worker_refuses_a_task_with_an_image(nerd: Nerd, image: str) -
     assert described["message"].startswith(
         f"this worker runs processes; the task needs the image {image}"
     )
+
+
+def test_a_missing_localhost_image_is_reported_not_found(nerd: Nerd) -> None:
+    image = "localhost/nerd-test-none:1"
+    workload = start_workload(nerd, image)["id"]
+
+    task = nerd.wait_for_task(
+        create_task(nerd, workload, "--max-attempts", "1", "--", "true")
+    )
+
+    assert task["status"] == "FAILED"
+    assert task["exit_code"] == 125
+    assert task["message"].startswith(f"image not found: {image}: it is not on this")
+
+
+def task_containers(task_id: str) -> list[str]:
+    """The ids of the containers of ``task_id`` podman still has, stopped or not."""
+    listed = podman("ps", "--all", "--quiet", "--filter", f"label=nerd.task={task_id}")
+    return listed.stdout.split()
+
+
+def test_a_task_container_is_removed_after_the_task(nerd: Nerd, image: str) -> None:
+    workload = start_workload(nerd, image)["id"]
+
+    running = create_task(nerd, workload, "--", "sleep 2")
+    wait_until(lambda: task_containers(running) != [])  # the label finds it
+    succeeded = nerd.wait_for_task(running)
+    failed = nerd.wait_for_task(
+        create_task(nerd, workload, "--max-attempts", "1", "--", "exit 3")
+    )
+
+    assert (succeeded["status"], failed["status"]) == ("SUCCESS", "FAILED")
+    ids = [succeeded["id"], failed["id"]]
+    wait_until(lambda: [task_containers(task) for task in ids] == [[], []])
+
+
+def test_a_task_runs_with_its_cpu_limit_applied(
+    nerd: Nerd, image: str, tmp_path: Path
+) -> None:
+    workload = start_workload(nerd, image, "--cpus", "0.5")["id"]
+
+    task = nerd.wait_for_task(create_task(nerd, workload, "--", CPU_QUOTA))
+    nerd.ok("download", task["id"], str(tmp_path / "out"))
+
+    assert task["status"] == "SUCCESS", task["message"]
+    quota_us, period_us = (tmp_path / "out" / "cpu.txt").read_text().split()
+    assert int(quota_us) / int(period_us) == 0.5
+
+
+def test_task_logs_are_kept_after_the_worker_has_exited(nerd: Nerd, image: str) -> None:
+    workload = start_workload(nerd, image)["id"]
+    task = nerd.wait_for_task(
+        create_task(nerd, workload, "--", "echo out line; echo err line >&2")
+    )
+    pids = [w["pid"] for w in nerd.json("workload", "describe", workload)["workers"]]
+
+    nerd.ok("workload", "stop", workload)
+    wait_until(lambda: not any(map(is_worker, pids)), timeout_s=60)
+    logs = nerd("task", "logs", task["id"])
+
+    assert task["status"] == "SUCCESS", task["message"]
+    assert (logs.exit_code, logs.stdout, logs.stderr) == (
+        0,
+        "out line\n",
+        "err line\n",
+    )
+
+
+def test_worker_start_passes_its_runtime_to_the_workers(nerd: Nerd, image: str) -> None:
+    workload = start_workload(nerd, image, "-i", "0")
+    task = create_task(nerd, workload["id"], "--max-attempts", "1", "--", "true")
+
+    nerd.ok("worker", "start", workload["queue"], "--runtime", "process")
+
+    described = nerd.wait_for_task(task)
+    assert described["status"] == "FAILED"
+    assert described["message"].startswith("this worker runs processes")

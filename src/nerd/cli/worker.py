@@ -39,6 +39,15 @@ def worker_group() -> None:
     """Run workers that take tasks from a queue."""
 
 
+RUNTIME_OPTION = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "process", "podman", "docker"]),
+    default="auto",
+    show_default=True,
+    help="How tasks run; auto: processes, and containers for tasks with an image.",
+)
+
+
 @worker_group.command("work")
 @click.argument("queue_id", metavar="Q", type=QUEUE_ID)
 @click.argument("command_template", nargs=-1)
@@ -46,13 +55,7 @@ def worker_group() -> None:
 @click.option(
     "--idle-exit-s", type=click.FloatRange(0), help="Exit after this long with no task."
 )
-@click.option(
-    "--runtime",
-    type=click.Choice(["auto", "process", "podman", "docker"]),
-    default="auto",
-    show_default=True,
-    help="How tasks run; auto: processes, and containers for tasks with an image.",
-)
+@RUNTIME_OPTION
 @click.pass_context
 def work(
     ctx: click.Context,
@@ -86,12 +89,14 @@ def work(
 @click.option(
     "--idle-exit-s", type=click.FloatRange(0), help="Exit after this long with no task."
 )
-def start(queue_id: str, count: int, idle_exit_s: float | None) -> None:
+@RUNTIME_OPTION
+def start(queue_id: str, count: int, idle_exit_s: float | None, runtime: str) -> None:
     """Start COUNT background workers on queue Q on this machine."""
     from nerd.provision.local import start_workers, workers_dir
 
     state = get_state()
-    extra = ["--idle-exit-s", f"{idle_exit_s:g}"] if idle_exit_s is not None else []
+    extra = ["--runtime", runtime]
+    extra += ["--idle-exit-s", f"{idle_exit_s:g}"] if idle_exit_s is not None else []
     pids = start_workers(
         state.client(), queue_id, count, config=state.config(), worker_args=extra
     )

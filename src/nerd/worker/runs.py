@@ -137,7 +137,9 @@ class TaskRun:
             )
         except errors.RunExpiredError:
             return False
-        self.redactor = Redactor(list(self.execution.secret_env.values()))
+        registry = self.execution.registry
+        values = list(self.execution.secret_env.values())
+        self.redactor = Redactor(values + ([registry.password] if registry else []))
         return True
 
     def _start(self, spec: RunSpec, run_dir: Path) -> RunningProcess:

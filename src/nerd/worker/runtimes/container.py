@@ -73,14 +73,40 @@ def input_folder(spec: RunSpec, paths: RunPaths) -> Path:
     return spec.input_dir or paths.empty_input
 
 
+def is_local_only(image: str) -> bool:
+    """Whether no registry serves ``image``: podman names what it builds, imports or
+    loads ``localhost/…``, and a registry there would need a port."""
+    return image.startswith("localhost/")
+
+
 def is_missing_image_text(text: str) -> bool:
-    """Whether a registry's or engine's error says the image does not exist."""
+    """Whether a registry's or engine's error says the image does not exist.
+
+    These are the registry API's MANIFEST_UNKNOWN and NAME_UNKNOWN as podman and
+    Docker print them, and the engines' own "no such image"; a registry that cannot
+    be reached, or refuses the credentials, says something else.
+    """
     lowered = text.lower()
-    needles = ("manifest unknown", "not found", "image not known", "name unknown")
+    needles = (
+        "manifest unknown",
+        "name unknown",
+        "repository name not known",
+        "no such image",
+        "image not known",
+    )
     return any(needle in lowered for needle in needles)
 
 
+def not_here_error(image: str) -> ImageError:
+    """The error for a local-only image that this host does not have."""
+    return ImageError(
+        f"image not found: {image}: it is not on this host (localhost/ images are"
+        " built, imported or loaded on the host, never pulled)"
+    )
+
+
 def image_error(image: str, detail: str) -> ImageError:
+    """A failed pull: "image not found" if the registry said so, else the reason."""
     detail = " ".join(detail.split())[-500:]
     if is_missing_image_text(detail):
         return ImageError(f"image not found: {image}: {detail}")

@@ -2,10 +2,11 @@
 
 The socket is ``DOCKER_HOST`` (``unix://…``) or ``/var/run/docker.sock``; podman's
 ``podman system service`` serves the same API, which is how the tests run this code.
-A task is: pull the image if it is missing (with ``X-Registry-Auth`` from the pull
-secret), create the container with ``/input`` bound read-only and ``/output``, start
-it, copy its log stream into the run's ``stdout.log`` and ``stderr.log`` as it comes,
-wait, inspect (``OOMKilled``), and remove it.
+A task is: create the container with ``/input`` bound read-only and ``/output`` (on a
+404, pull the image, with ``X-Registry-Auth`` from the pull secret, and create again),
+attach its stdin if the task has one, start it, copy its log stream into the run's
+``stdout.log`` and ``stderr.log`` as it comes, wait, inspect (``OOMKilled``), and
+remove it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import struct
 import threading
 import time
@@ -34,7 +36,9 @@ from nerd.worker.runtimes.container import (
     container_env,
     image_error,
     input_folder,
+    is_local_only,
     make_run_dir,
+    not_here_error,
     oom_message,
 )
 from nerd.worker.runtimes.process import (
@@ -49,8 +53,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "/var/run/docker.sock"
 API_VERSION = "v1.41"
 PULL_TIMEOUT_S = 600.0
+ATTACH_TIMEOUT_S = 30.0
 FRAME_HEADER = struct.Struct(">BxxxL")
 STREAMS = {1: "stdout", 2: "stderr"}
+# A task's stdin is open until the one attached writer ends it.
+STDIN_ONCE = {"AttachStdin": True, "OpenStdin": True, "StdinOnce": True}
 
 
 def docker_socket() -> str:
@@ -85,23 +92,26 @@ class DockerRuntime:
     def start(
         self, spec: RunSpec, run_dir: Path, container: ContainerSpec
     ) -> RunningDockerContainer:
+        """Create the container (pulling its image if the engine lacks it), start it."""
         paths = make_run_dir(run_dir, spec.stdin)
-        self.ensure_image(container.image, container.registry)
         name = f"nerd-{spec.task_id}-{secrets.token_hex(4)}"
-        body = _create_body(spec, container, paths)
-        created = self._call(
-            "POST", "/containers/create", params={"name": name}, json=body
+        container_id = self._create(
+            name, _create_body(spec, container, paths), container
         )
-        container_id = str(created.json()["Id"])
         running = RunningDockerContainer(self, container_id, paths, container)
-        self._call("POST", f"/containers/{container_id}/start")
-        running.follow()
+        try:
+            stdin = attach_stdin(self.socket, container_id) if spec.stdin else None
+            self._call("POST", f"/containers/{container_id}/start")
+        except UsageError:
+            running.close()
+            raise
+        running.follow(stdin, spec.stdin or b"")
         return running
 
-    def ensure_image(self, image: str, registry: RegistryAuth | None) -> None:
-        """Pull ``image`` unless the engine has it; ImageError if that fails."""
-        if self.http.get(f"/images/{quote(image, safe='')}/json").status_code == 200:
-            return
+    def pull(self, image: str, registry: RegistryAuth | None) -> None:
+        """Pull ``image``; ImageError if it is not found or the pull fails."""
+        if is_local_only(image):
+            raise not_here_error(image)
         headers = {"X-Registry-Auth": _registry_header(registry)} if registry else {}
         log.info("image.pulling image=%s", image)
         try:
@@ -119,18 +129,89 @@ class DockerRuntime:
         if problem:
             raise image_error(image, problem)
 
+    def _create(self, name: str, body: dict[str, Any], container: ContainerSpec) -> str:
+        """Create the container; a 404 (no such image) pulls the image and retries."""
+        args: dict[str, Any] = {"params": {"name": name}, "json": body}
+        created = self._request("POST", "/containers/create", **args)
+        if created.status_code == 404:
+            self.pull(container.image, container.registry)
+            created = self._request("POST", "/containers/create", **args)
+        if created.status_code >= 400:
+            raise _refused("POST", "/containers/create", created)
+        return str(created.json()["Id"])
+
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _refused(method, path, response)
+        return response
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self.http.request(method, path, **kwargs)
+            return self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise UsageError(
                 f"the Docker engine at {self.socket} failed: {exc}"
             ) from exc
-        if response.status_code >= 400:
-            raise UsageError(
-                f"the Docker engine refused {method} {path}: {_message(response)}"
-            )
-        return response
+
+
+def _refused(method: str, path: str, response: httpx.Response) -> UsageError:
+    return UsageError(
+        f"the Docker engine refused {method} {path}: {_message(response)}"
+    )
+
+
+def attach_stdin(socket_path: str, container_id: str) -> socket.socket:
+    """A connection to the container's stdin (``attach``, upgraded to a raw stream).
+
+    httpx cannot hand over an upgraded connection, so this one request is written
+    by hand. Attach before start, so that nothing the task reads is lost.
+    """
+    path = f"/{API_VERSION}/containers/{quote(container_id, safe='')}/attach"
+    request = (
+        f"POST {path}?stream=1&stdin=1 HTTP/1.1\r\nHost: docker\r\n"
+        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.settimeout(ATTACH_TIMEOUT_S)
+        connection.connect(socket_path)
+        connection.sendall(request.encode())
+        status, body = _read_head(connection)
+    except OSError as exc:
+        connection.close()
+        raise UsageError(f"attaching the task's stdin failed: {exc}") from exc
+    if status not in (101, 200):
+        connection.close()
+        raise UsageError(f"attaching the task's stdin failed: HTTP {status} {body}")
+    connection.settimeout(None)
+    return connection
+
+
+def _read_head(connection: socket.socket) -> tuple[int, str]:
+    """The status of an HTTP answer, and what followed its head (its error, if any)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    fields = head.split(b" ", 2)
+    status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+    return status, _error_text(rest.decode(errors="replace"))[:200]
+
+
+def _write_stdin(connection: socket.socket, data: bytes) -> None:
+    """Send the stdin, end it (the task reads EOF), wait for the engine to hang up."""
+    with connection:
+        try:
+            connection.sendall(data)
+            connection.shutdown(socket.SHUT_WR)
+            while connection.recv(4096):
+                pass
+        except OSError as exc:  # the task ended without reading all of it
+            log.debug("container.stdin_closed error=%s", exc)
 
 
 class RunningDockerContainer:
@@ -150,10 +231,17 @@ class RunningDockerContainer:
         self.pid = 0
         self._probe = OomProbe(container_id)
         self._logs = threading.Thread(target=self._copy_logs, daemon=True)
+        self._stdin: threading.Thread | None = None
         self._exit_code: int | None = None
 
-    def follow(self) -> None:
+    def follow(self, stdin: socket.socket | None, data: bytes) -> None:
+        """Copy the log stream to the files, and ``data`` to the task's stdin."""
         self._logs.start()
+        if stdin is not None:
+            self._stdin = threading.Thread(
+                target=_write_stdin, args=(stdin, data), daemon=True
+            )
+            self._stdin.start()
 
     def wait(self, timeout_s: float | None = None) -> int | None:
         deadline = time.monotonic() + (timeout_s or 0)
@@ -180,8 +268,11 @@ class RunningDockerContainer:
         return None
 
     def close(self) -> None:
+        """Remove the container."""
         self.runtime.http.delete(f"/containers/{self.id}", params={"force": "true"})
-        self._logs.join(timeout=5)
+        for thread in (self._logs, self._stdin):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=5)
 
     def _finish(self, exit_code: int) -> int:
         if self._exit_code is None:
@@ -252,6 +343,7 @@ def _create_body(
         "HostConfig": host_config,
         "AttachStdout": True,
         "AttachStderr": True,
+        **(STDIN_ONCE if spec.stdin else {}),
     }
 
 

@@ -25,7 +25,9 @@ from nerd.worker.runtimes.container import (
     container_env,
     image_error,
     input_folder,
+    is_local_only,
     make_run_dir,
+    not_here_error,
     oom_message,
 )
 from nerd.worker.runtimes.process import (
@@ -74,13 +76,19 @@ class PodmanRuntime:
         """Pull ``image`` unless it is here; ImageError if that fails."""
         if self._run(["image", "exists", image]).returncode == 0:
             return
+        if is_local_only(image):
+            raise not_here_error(image)
+        auth_file = _auth_file(registry, run_dir) if registry is not None else None
         args = ["pull", "--quiet"]
-        if registry is not None:
-            args += ["--authfile", str(_auth_file(registry, run_dir))]
+        args += ["--authfile", str(auth_file)] if auth_file else []
         log.info("image.pulling image=%s", image)
-        pulled = self._run([*args, image], timeout_s=PULL_TIMEOUT_S)
+        try:
+            pulled = self._run([*args, image], timeout_s=PULL_TIMEOUT_S)
+        finally:
+            if auth_file is not None:
+                auth_file.unlink(missing_ok=True)
         if pulled.returncode != 0:
-            raise image_error(image, pulled.stderr)
+            raise image_error(image, _last_error(pulled.stderr))
 
     def remove(self, name: str) -> None:
         self._run(["rm", "--force", "--time", f"{self.kill_grace_s:g}", name])
@@ -185,6 +193,13 @@ def _auth_file(registry: RegistryAuth, run_dir: Path) -> Path:
     with os.fdopen(fd, "w") as file:
         json.dump({"auths": {registry.server: {"auth": token.decode()}}}, file)
     return path
+
+
+def _last_error(stderr: str) -> str:
+    """podman's final ``Error: …`` line, without the retry warnings before it."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    return (errors or lines or ["podman pull failed"])[-1].removeprefix("Error: ")
 
 
 def _own_environment() -> dict[str, str]:

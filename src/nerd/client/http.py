@@ -102,7 +102,7 @@ class Api:
     def call(self, method: str, path: str, model: type[M] | Any, **kwargs: Any) -> M:
         """Send a request; parse the JSON answer as ``model``, e.g. ``list[Task]``."""
         response = self.request(method, path, **kwargs)
-        parsed: M = TypeAdapter(model).validate_json(response.content)
+        parsed: M = _adapter(model).validate_json(response.content)
         return parsed
 
     @contextmanager
@@ -134,3 +134,15 @@ def _json_or_none(response: httpx.Response) -> Any:
 
 def _reason(exc: httpx.TransportError) -> str:
     return str(exc) or type(exc).__name__
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    """One adapter per answer type: building one costs more than most answers."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        # Two threads may both build one; either is fine to keep.
+        adapter = _ADAPTERS[model] = TypeAdapter(model)
+    return adapter

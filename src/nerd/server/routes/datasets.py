@@ -13,13 +13,13 @@ import logging
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import anyio.from_thread
 import pydantic
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -487,8 +487,12 @@ def _record_pack(
         for c in chunks
     }
     if chunk_rows:
-        # One statement, many parameter sets: compiled once, sent as batches.
-        session.execute(_insert_ignoring(session, db.Chunk), list(chunk_rows.values()))
+        # One Core statement, many parameter sets: compiled once, sent as batches,
+        # without the ORM's bulk-insert bookkeeping (a third of the time here).
+        chunk_table = cast(Table, db.Chunk.__table__)
+        session.connection().execute(
+            _insert_ignoring(session, chunk_table), list(chunk_rows.values())
+        )
     session.commit()
 
 
@@ -498,7 +502,7 @@ def _insert_ignoring_duplicates(
     session.execute(_insert_ignoring(session, table).values(rows))
 
 
-def _insert_ignoring(session: Session, table: type[db.Base]) -> Any:
+def _insert_ignoring(session: Session, table: type[db.Base] | Table) -> Any:
     # Two uploads may send the same chunk at once: the first row wins, both succeed.
     dialect = postgresql if db.is_postgres(session) else sqlite
     return dialect.insert(table).on_conflict_do_nothing()

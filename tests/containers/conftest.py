@@ -96,9 +96,15 @@ def registry(fake_registry: FakeRegistry) -> FakeRegistry:
 
 
 @pytest.fixture(scope="module")
-def docker_socket(containers_conf: Path, fake_registry: FakeRegistry) -> Iterator[Path]:
+def docker_socket(
+    containers_conf: Path,
+    fake_registry: FakeRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Path]:
     """A Docker-compatible API on a socket of its own, served by podman."""
     path = Path(f"/tmp/nerd-docker-{secrets.token_hex(4)}.sock")
+    # conmon writes an `oom` file into its working folder: not the checkout's.
+    service_dir = tmp_path_factory.mktemp("podman-service")
     env = {
         **os.environ,
         "CONTAINERS_REGISTRIES_CONF": str(fake_registry.registries_conf),
@@ -108,6 +114,7 @@ def docker_socket(containers_conf: Path, fake_registry: FakeRegistry) -> Iterato
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
+        cwd=service_dir,
     )
     try:
         _wait_for_engine(path)

@@ -113,6 +113,25 @@ def test_task_stop_kills_the_running_task(nerd: Shell, tmp_path: Path) -> None:
     wait_until(lambda: not is_running_with_env(env), timeout_s=20)
 
 
+def test_deleting_a_queue_kills_its_running_task_and_keeps_no_output(
+    nerd: Shell, tmp_path: Path
+) -> None:
+    queue = nerd.json("queue", "create")["id"]
+    pid_file = tmp_path / "task.pid"
+    env = f"PID_FILE={pid_file}"
+    task = start_task(nerd, queue, "-e", env, "--", sys.executable, "-c", SLOW_TASK)
+    worker_pid = nerd.json("worker", "start", queue)["pids"][0]
+    wait_until(pid_file.exists)
+
+    nerd.ok("queue", "delete", queue)
+
+    wait_until(lambda: not is_running_with_env(env), timeout_s=20)
+    # Its queue gone, the worker has nothing left to do and signs off.
+    wait_until(lambda: not is_worker(worker_pid), timeout_s=30)
+    names = [d["name"] for d in nerd.json("dataset", "list")]
+    assert f"output of {task}" not in names
+
+
 def test_worker_logs_prints_what_a_background_worker_logged(nerd: Shell) -> None:
     queue = nerd.json("queue", "create")["id"]
     task = start_task(nerd, queue, "--", "true")

@@ -116,8 +116,9 @@ class RunPulse(threading.Thread):
     def _guarded(self, step: Callable[[], None]) -> None:
         try:
             step()
-        except errors.RunExpiredError:
-            log.info("run.expired task=%s", self._task_id)
+        except (errors.RunExpiredError, errors.NotFoundError) as exc:
+            # Not found: the task was deleted with its queue, and its run with it.
+            log.info("run.expired task=%s reason=%s", self._task_id, exc.code)
             self.expired.set()
         except errors.NerdError as exc:
             # A server that restarts or a network blip must not kill the run; the

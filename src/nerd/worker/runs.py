@@ -12,6 +12,7 @@ Exit codes the worker reports for runs that never got to run the command:
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import tempfile
 import time
@@ -135,7 +136,7 @@ class TaskRun:
             self.execution = self.context.client.workloads.execution(
                 self.task_id, self.received.run_token
             )
-        except errors.RunExpiredError:
+        except (errors.RunExpiredError, errors.NotFoundError):
             return False
         registry = self.execution.registry
         values = list(self.execution.secret_env.values())
@@ -225,12 +226,20 @@ class TaskRun:
             message = f"uploading the output failed: {exc.message}"
             return self._report_failure(Outcome(0, message))
         result = self.redactor(last_line(process.paths.stdout_log))
-        return self._report(
+        outcome = self._report(
             lambda token: self._batch.succeed(self.task_id, token, result, dataset_id),
             Outcome(0),
             "task.succeeded",
             output_dataset=dataset_id,
         )
+        if outcome.is_expired:
+            self._discard_output(dataset_id)
+        return outcome
+
+    def _discard_output(self, dataset_id: str) -> None:
+        """Delete an output no task will own (the server may have done so already)."""
+        with contextlib.suppress(errors.NerdError):
+            self.context.client.data.delete(dataset_id)
 
     def _upload_output(self, output_dir: Path) -> str:
         data = self.context.client.data
@@ -256,7 +265,8 @@ class TaskRun:
     ) -> Outcome:
         try:
             send(self.received.run_token)
-        except errors.RunExpiredError:
+        except (errors.RunExpiredError, errors.NotFoundError):
+            # Not found: the task was deleted with its queue while it ran.
             self._log("task.abandoned", exit_code=outcome.exit_code)
             return Outcome(outcome.exit_code, outcome.message, is_expired=True)
         self._log(event, **fields)

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 PULL_TIMEOUT_S = 600.0
 INSPECT_TIMEOUT_S = 30.0
+# What conmon creates in its working folder when the kernel OOM-kills a container.
+CONMON_OOM_FILE = "oom"
 
 
 class PodmanRuntime:
@@ -159,10 +161,24 @@ class RunningContainer(RunningProcess):
     def explain(self, exit_code: int) -> str | None:
         """Why the container ended, when it was not the command's own doing."""
         self._poll_oom()
-        is_oom = self.runtime.inspect_oom(self.name)
-        if exit_code != 0 and (is_oom or (self._probe and self._probe.kills)):
+        is_oom = (
+            self.runtime.inspect_oom(self.name)
+            or bool(self._probe and self._probe.kills)
+            or self._has_oom_marker()
+        )
+        if exit_code != 0 and is_oom:
             return oom_message(self.container)
         return None
+
+    def _has_oom_marker(self) -> bool:
+        """Whether conmon left its ``oom`` file in the folder ``podman run`` ran in.
+
+        conmon writes it when the kernel OOM-kills the container, also on cgroup v1
+        where ``inspect`` says ``OOMKilled: false`` and where the container's cgroup,
+        with its counter, is gone once a quickly killed task has ended. The folder is
+        the run's own and not mounted into the container, so a task cannot fake it.
+        """
+        return (self.paths.work / CONMON_OOM_FILE).exists()
 
     def close(self) -> None:
         """Remove the container."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import stat
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from helpers import RunningServer, create_user, error_of, login
+from helpers import RunningServer, create_user, error_of, free_port, login
 from nerd.errors import ConflictError, NotFoundError, UsageError
 from nerd.server.cli import admin
 
@@ -114,6 +115,8 @@ def test_the_server_refuses_an_unreachable_database(tmp_path: Path) -> None:
             str(tmp_path),
             "--database-url",
             url,
+            "--port",
+            str(free_port()),
         ],
         capture_output=True,
         text=True,
@@ -134,6 +137,44 @@ def test_the_server_refuses_a_bad_port(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "'http' is not a valid integer" in result.stderr
+
+
+def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nerd.server", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "99999 is not in the range 1<=x<=65535" in result.stderr
+
+
+def test_a_taken_port_is_one_error_line_and_sets_nothing_up(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nerd.server",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 2
+    first_line = result.stderr.splitlines()[0]
+    assert first_line == (
+        f"nerd: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_disabled_user_cannot_log_in(server: RunningServer) -> None:

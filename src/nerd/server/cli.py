@@ -7,6 +7,8 @@ The nerd CLI registers these lazily, so that ``nerd --help`` never imports the s
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,7 +58,7 @@ def _database_options(func: F) -> F:
 @click.option(
     "--port",
     envvar="NERD_SERVER_PORT",
-    type=int,
+    type=click.IntRange(1, 65535),
     default=DEFAULT_PORT,
     show_default=True,
 )
@@ -118,11 +120,27 @@ def server(
         refresh_ttl_s=refresh_ttl_s,
         worker_silence_s=worker_silence_s,
     )
+    listener = _listen(host, port)
     try:
         app = create_app(settings)
     except sqlalchemy.exc.OperationalError as exc:
+        listener.close()
         raise _database_error(settings, exc) from exc
-    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, timeout_graceful_shutdown=5
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything is set up."""
+    try:
+        return socket.create_server((host, port), backlog=2048)
+    except OSError as exc:
+        raise errors.UsageError(
+            f"cannot listen on {host}:{port}: {os.strerror(exc.errno or 0)}",
+            hint="another program may have the port; choose one with --port",
+        ) from None
 
 
 @click.group("admin", context_settings=CONTEXT_SETTINGS)

@@ -97,11 +97,11 @@ def test_admin_user_disable_ends_logins_and_sessions(
     refresh = _log_in(server, "leaver", password).json()["refresh_token"]
 
     code, _, stderr = _admin(server, nerd, "disable", "leaver")
-    listed = _admin(server, nerd, "list")[1]
+    listed = _admin(server, nerd, "list", "--output", "raw")[1]
 
     assert code == 0, stderr
     assert "disabled user 'leaver'" in stderr
-    assert "leaver\tuser disabled\tdefault" in listed
+    assert "leaver\tno\tyes\tdefault" in listed
     assert error_of(_log_in(server, "leaver", password), 401, "unauthenticated")
     renewed = httpx.post(server.api + "/auth/refresh", json={"refresh_token": refresh})
     assert error_of(renewed, 401, "session_expired")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import stat
 import subprocess
@@ -80,10 +81,14 @@ def test_user_create_on_a_fresh_folder_also_makes_the_first_admin(
 ) -> None:
     CliRunner().invoke(admin, ["user", "create", "hana", "--data-dir", str(tmp_path)])
 
-    result = CliRunner().invoke(admin, ["user", "list", "--data-dir", str(tmp_path)])
+    listing = ["user", "list", "--data-dir", str(tmp_path), "--output", "json"]
+    result = CliRunner().invoke(admin, listing)
 
     assert result.exit_code == 0
-    assert "admin\tadmin\tdefault\n" in result.stdout
+    users = {user["username"]: user for user in json.loads(result.stdout)}
+    assert users["admin"]["is_admin"] is True
+    assert users["admin"]["projects"] == ["default"]
+    assert users["hana"]["is_admin"] is False
     mode = stat.S_IMODE((tmp_path / "admin-password").stat().st_mode)
     assert mode == 0o600
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import sqlalchemy
@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nerd import errors
-from nerd.cli.context import CONTEXT_SETTINGS
+from nerd.cli.context import CONTEXT_SETTINGS, NerdGroup, get_state
 from nerd.server import db
 from nerd.server.bootstrap import ensure_first_user, login_instructions
 from nerd.server.migrate import upgrade_database
@@ -143,7 +143,7 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from None
 
 
-@click.group("admin", context_settings=CONTEXT_SETTINGS)
+@click.group("admin", cls=NerdGroup)
 def admin() -> None:
     """Manage the server's users, working on its database directly."""
 
@@ -191,12 +191,36 @@ def list_users(data_dir: Path, database_url: str) -> None:
     """List the users: name, admin or not, disabled or not, projects."""
     settings = Settings(data_dir=data_dir, database_url=database_url)
     with _open_database(settings, must_exist=True) as sessions, sessions() as session:
-        for row in session.scalars(select(db.User).order_by(db.User.username)):
-            names = _project_names(session, row)
-            flags = ("admin" if row.is_admin else "user") + (
-                " disabled" if row.is_disabled else ""
-            )
-            click.echo(f"{row.username}\t{flags}\t{','.join(names) or '-'}")
+        users = session.scalars(select(db.User).order_by(db.User.username)).all()
+        doc = [
+            {
+                "username": row.username,
+                "is_admin": row.is_admin,
+                "is_disabled": row.is_disabled,
+                "projects": _project_names(session, row),
+            }
+            for row in users
+        ]
+    rows = [
+        {
+            "username": user["username"],
+            "is_admin": _yes_no(user["is_admin"]),
+            "is_disabled": _yes_no(user["is_disabled"]),
+            "projects": ",".join(cast(list[str], user["projects"])) or "-",
+        }
+        for user in doc
+    ]
+    columns = [
+        ("username", "USERNAME"),
+        ("is_admin", "ADMIN"),
+        ("is_disabled", "DISABLED"),
+        ("projects", "PROJECTS"),
+    ]
+    get_state().printer().table(columns, rows, doc)
+
+
+def _yes_no(value: object) -> str:
+    return "yes" if value else "no"
 
 
 @user.command("disable")

@@ -248,13 +248,22 @@ def print_failures(tasks: list[dict[str, Any]]) -> None:
             )
 
 
+def human_bytes(size_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if size_bytes < 1024:
+            return f"{size_bytes:.1f} {unit}"
+        size_bytes /= 1024
+    return f"{size_bytes:.1f} GiB"
+
+
 def print_timings(timings: dict[str, float], sizes: dict[str, int]) -> None:
     print()
     for phase in ("upload", "download"):
-        mib = sizes[phase] / 2**20
-        rate = mib / timings[phase] if timings[phase] > 0 else 0.0
+        size_bytes, took_s = sizes[phase], timings[phase]
+        rate = size_bytes / took_s if took_s > 0 else 0.0
         print(
-            f"{phase:<9} {mib:8.2f} MiB in {timings[phase]:6.2f} s  ({rate:.2f} MiB/s)"
+            f"{phase:<9} {human_bytes(size_bytes):>10} in {took_s:6.2f} s  "
+            f"({human_bytes(rate)}/s, with the CLI's start)"
         )
     print(
         f"{'sweep':<9} {timings['sweep']:6.2f} s wall time for {sizes['tasks']} tasks"

@@ -53,7 +53,11 @@ def test_the_sweep_runs_every_task_and_prints_results_best_first(
     assert len(rows) == 8
     assert accuracies == sorted(accuracies, reverse=True)
     assert accuracies[0] > 0.95
-    assert re.search(r"^upload .* MiB/s\)$", first_run.stdout, re.MULTILINE)
+    upload = (
+        r"^upload +[\d.]+ KiB in +[\d.]+ s  \([\d.]+ [KM]iB/s, with the CLI's start\)$"
+    )
+    assert re.search(upload, first_run.stdout, re.MULTILINE)
+    assert re.search(r"^download +[\d.]+ [K]?i?B in", first_run.stdout, re.MULTILINE)
     assert re.search(
         r"^sweep .* wall time for 8 tasks$", first_run.stdout, re.MULTILINE
     )

@@ -134,7 +134,7 @@ def _output_of(client: Client, task_id: str) -> str:
     if not task.output_dataset:
         raise NotFoundError(
             f"task '{task_id}' has no output dataset (it is {task.status.value})",
-            hint="only tasks that succeeded and wrote to their output folder have one",
+            hint="a task has an output dataset once it has succeeded",
         )
     return task.output_dataset
 

@@ -17,6 +17,9 @@ from nerd.errors import UsageError
 from nerd.models import RegistryAuth
 from nerd.worker.runtimes.docker import _registry_header, attach_stdin
 
+# About a minute and a half of containers: .ci/run runs it with the slow suites.
+pytestmark = pytest.mark.slow
+
 # Prints "QUOTA_US PERIOD_US" on cgroup v1 and v2 alike, into /output/cpu.txt.
 CPU_QUOTA = (
     "cat /sys/fs/cgroup/cpu.max > /output/cpu.txt 2>/dev/null || echo"

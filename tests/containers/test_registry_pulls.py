@@ -17,6 +17,9 @@ from nerd.models import RegistryAuth
 from nerd.worker.runtimes import ImageError
 from nerd.worker.runtimes.podman import PodmanRuntime, _auth_file
 
+# About a minute and a half of containers: .ci/run runs it with the slow suites.
+pytestmark = pytest.mark.slow
+
 
 def basic(credentials: str) -> str:
     return "Basic " + base64.b64encode(credentials.encode()).decode()

@@ -109,48 +109,36 @@ def test_a_first_start_on_another_port_tells_how_to_point_the_cli_at_it(
     assert f'"nerd_api_endpoint": "{server.url}"' in log
 
 
-def test_the_server_refuses_an_unreachable_database(tmp_path: Path) -> None:
-    url = "postgresql://postgres@127.0.0.1:1/none"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nerd.server",
-            "--data-dir",
-            str(tmp_path),
-            "--database-url",
-            url,
-            "--port",
-            str(free_port()),
-        ],
+def run_server(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m nerd.server ARGS``, for the starts that are meant to fail."""
+    return subprocess.run(
+        [sys.executable, "-m", "nerd.server", *args],
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def test_the_server_refuses_an_unreachable_database(tmp_path: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/none"
+
+    result = run_server(
+        "--data-dir", str(tmp_path), "--database-url", url, "--port", str(free_port())
     )
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"nerd: error: cannot open the database {url}")
 
 
-def test_the_server_refuses_a_bad_port(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "nerd.server", "--port", "http"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_the_server_refuses_a_bad_port() -> None:
+    result = run_server("--port", "http")
 
     assert result.returncode == 2
     assert "'http' is not a valid integer" in result.stderr
 
 
-def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "nerd.server", "--port", "99999"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_a_port_out_of_range_is_a_usage_error() -> None:
+    result = run_server("--port", "99999")
 
     assert result.returncode == 2
     assert "99999 is not in the range 1<=x<=65535" in result.stderr
@@ -159,20 +147,7 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_taken_port_is_one_error_line_and_sets_nothing_up(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "nerd.server",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_server("--data-dir", str(tmp_path / "data"), "--port", str(port))
 
     assert result.returncode == 2
     first_line = result.stderr.splitlines()[0]

@@ -104,6 +104,26 @@ def test_a_taken_file_name_gets_a_numbered_name(tmp_path: Path) -> None:
     ]
 
 
+def test_a_numbered_name_is_cut_to_fit_the_longest_name_allowed(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    long_name = "é" + "a" * 248 + ".txt"  # 255 bytes: é takes two
+    (source / long_name).write_text("new")
+    manifest, chunks = snapshot(source)
+    dest = tmp_path / "copy"
+
+    for _ in range(2):
+        _unpack(manifest, chunks, dest)
+
+    names = sorted(p.name for p in dest.iterdir())
+    assert names[1] == long_name
+    assert names[0].endswith("a_(1).txt")
+    assert len(names[0].encode()) <= 255
+    assert (dest / names[0]).read_text() == "new"
+
+
 def test_no_clobber_refuses_a_taken_name_with_a_conflict_naming_it(
     tmp_path: Path,
 ) -> None:

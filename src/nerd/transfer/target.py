@@ -21,6 +21,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _CACHED_DIRS = 32
 _TEMP_PREFIX = ".nerd-tmp-"
 _MAX_CLASHES = 10_000
+NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
 _LINK_UNSUPPORTED = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP}
 
 
@@ -188,7 +189,16 @@ def _candidates(name: str, *, is_dir: bool) -> Iterator[str]:
     stem, suffix = (name, "") if is_dir else (pure.stem, pure.suffix)
     yield name
     for n in range(1, _MAX_CLASHES):
-        yield f"{stem}_({n}){suffix}"
+        yield _numbered(stem, suffix, n)
+
+
+def _numbered(stem: str, suffix: str, n: int) -> str:
+    """``stem_(n)suffix``, the stem cut short so the name fits in NAME_MAX bytes."""
+    tail = f"_({n}){suffix}"
+    if len(tail.encode()) >= NAME_MAX_BYTES:  # an absurdly long suffix: number it all
+        stem, tail = stem + suffix, f"_({n})"
+    room = NAME_MAX_BYTES - len(tail.encode())
+    return stem.encode()[:room].decode(errors="ignore") + tail
 
 
 def _split(path: str) -> tuple[str, str]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from nerd.errors import ConflictError
 from nerd.models import ChunkRef, EntryType, Manifest, ManifestEntry
 from nerd.transfer.cache import ChunkCache, file_identity
 from nerd.transfer.chunker import MIN_CHUNK_BYTES, chunk_file, chunk_fixed
@@ -196,6 +197,7 @@ class _Reader:
         """Read a file the walk saw as small with one ``read``; hash it later."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
+            before = file_identity(os.fstat(fd))
             data = os.read(fd, expected + 1)
             if len(data) != expected:
                 data += _read_to_end(fd, MIN_CHUNK_BYTES + 1 - len(data))
@@ -206,28 +208,39 @@ class _Reader:
             # It grew past the chunker's minimum since the walk: cut it properly.
             self._cut(position, path, identity, sender)
             return None
+        _check_unchanged(path, before, after)
+        # A file changed since the walk is not remembered: the walk's stat is stale.
+        kept = identity if before == identity else None
         if not data:
-            self._remember(path, identity if after == identity else None, [])
+            self._remember(path, kept, [])
             return []
         places = [sender.add_unhashed(data)]
-        # A file written to while it was read is not remembered.
-        kept = identity if after == identity else None
         self._unhashed.append(_Unhashed(position, path, places, kept))
         return None
 
     def _cut(self, position: int, path: str, identity: str, sender: _Sender) -> None:
         """Cut a large file as it is read; its chunks are hashed by the senders."""
         cut = chunk_fixed if self.is_fixed_size else chunk_file
+        before = file_identity(os.lstat(path))
         places = [
             sender.add_unhashed(chunk.data) for chunk in cut(Path(path), is_named=False)
         ]
-        # A file written to while it was read is not remembered.
-        kept = identity if identity == file_identity(os.lstat(path)) else None
+        _check_unchanged(path, before, file_identity(os.lstat(path)))
+        kept = identity if before == identity else None
         self._unhashed.append(_Unhashed(position, path, places, kept))
 
     def _remember(self, path: str, identity: str | None, refs: list[ChunkRef]) -> None:
         if self.cache is not None and identity is not None and not self.is_fixed_size:
             self.cache.remember(path, identity, refs)
+
+
+def _check_unchanged(path: str, before: str, after: str) -> None:
+    """Refuse a file written to while it was read: what was read may be torn."""
+    if after != before:
+        raise ConflictError(
+            f"{path} changed while it was being read; nothing of it was committed",
+            hint="upload again once whatever writes it is done",
+        )
 
 
 def _read_to_end(fd: int, limit: int) -> bytes:

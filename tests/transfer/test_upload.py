@@ -1,0 +1,61 @@
+"""Uploading a folder whose files change while they are read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nerd.errors import ConflictError
+from nerd.transfer.pack import Pack
+from nerd.transfer.upload import upload_folder
+
+MIB = 1024 * 1024
+
+
+class AppendingSink:
+    """Holds nothing; when first asked, appends to ``path`` as a writer would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.packs: list[Pack] = []
+
+    def missing(self, names: list[str]) -> list[str]:
+        if not self.packs:
+            with self.path.open("ab") as stream:
+                stream.write(b"written while nerd reads")
+        return names
+
+    def put_pack(self, pack: Pack) -> None:
+        self.packs.append(pack)
+
+
+def test_a_file_written_to_while_it_is_read_stops_the_upload_naming_it(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    growing = folder / "growing.bin"
+    growing.write_bytes(os.urandom(64 * MIB))
+
+    # With one sending thread the reader cannot finish before the first batch,
+    # and with it the write, is done.
+    with pytest.raises(ConflictError) as raised:
+        upload_folder(folder, AppendingSink(growing), threads=1)
+
+    assert raised.value.message.startswith(f"{growing} changed while it was being read")
+    assert raised.value.exit_code == 8
+
+
+def test_a_small_file_unchanged_since_the_walk_uploads(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "small.txt").write_bytes(b"steady")
+    sink = AppendingSink(tmp_path / "elsewhere.bin")
+
+    uploaded = upload_folder(folder, sink, threads=1)
+
+    (entry,) = uploaded.manifest.entries
+    assert entry.size_bytes == 6
+    assert len(sink.packs) == 1

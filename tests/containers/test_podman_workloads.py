@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from container_helpers import Nerd, is_worker, podman, wait_until
 
 from helpers import RunningServer
@@ -212,8 +213,18 @@ def test_a_failed_attempt_is_retried_until_the_attempts_run_out(
     assert task["exit_code"] == 4
 
 
-def test_an_image_that_cannot_be_pulled_is_reported_as_such(nerd: Nerd) -> None:
-    image = "127.0.0.1:9/nerd/none:1"
+IMAGE_PROBLEMS = [
+    ("127.0.0.1:9/nerd/none:1", "pulling image {image} failed:"),
+    ("localhost/nerd-test-none:1", "image not found: {image}: it is not on this"),
+]
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"), IMAGE_PROBLEMS, ids=["pull fails", "localhost missing"]
+)
+def test_an_image_that_cannot_be_had_fails_the_task_saying_why(
+    nerd: Nerd, image: str, expected: str
+) -> None:
     workload = start_workload(nerd, image)["id"]
 
     task = nerd.wait_for_task(
@@ -222,7 +233,7 @@ def test_an_image_that_cannot_be_pulled_is_reported_as_such(nerd: Nerd) -> None:
 
     assert task["status"] == "FAILED"
     assert task["exit_code"] == 125
-    assert task["message"].startswith(f"pulling image {image} failed:")
+    assert task["message"].startswith(expected.format(image=image))
 
 
 def test_a_process_worker_refuses_a_task_with_an_image(nerd: Nerd, image: str) -> None:
@@ -237,19 +248,6 @@ def test_a_process_worker_refuses_a_task_with_an_image(nerd: Nerd, image: str) -
     assert described["message"].startswith(
         f"this worker runs processes; the task needs the image {image}"
     )
-
-
-def test_a_missing_localhost_image_is_reported_not_found(nerd: Nerd) -> None:
-    image = "localhost/nerd-test-none:1"
-    workload = start_workload(nerd, image)["id"]
-
-    task = nerd.wait_for_task(
-        create_task(nerd, workload, "--max-attempts", "1", "--", "true")
-    )
-
-    assert task["status"] == "FAILED"
-    assert task["exit_code"] == 125
-    assert task["message"].startswith(f"image not found: {image}: it is not on this")
 
 
 def task_containers(task_id: str) -> list[str]:

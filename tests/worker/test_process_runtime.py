@@ -264,23 +264,31 @@ def write_session(path: Path) -> None:
     path.write_text('{"jwt": {"token": "a-full-user-token"}}')
 
 
+def peek_under_bwrap(tmp_path: Path, home: Path, session: Path) -> str:
+    """Run PEEK_THEN_WORK under bwrap on input staged in the cache; its stdout."""
+    input_dir = staged_in_the_cache(home)
+    argv = python(PEEK_THEN_WORK, str(session))
+    spec = RunSpec("t-00000001", argv, input_dir=input_dir)
+    try:
+        exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+    finally:
+        input_dir.chmod(0o755)
+    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
+    return stdout_of(tmp_path / "run")
+
+
 @needs_bwrap
 def test_under_bwrap_a_task_cannot_read_the_session_but_sees_its_cached_input(
     tmp_path: Path, home: Path
 ) -> None:
     session = home / ".nerd" / "session.json"
     write_session(session)
-    input_dir = staged_in_the_cache(home)
-    argv = python(PEEK_THEN_WORK, str(session))
-    spec = RunSpec("t-00000001", argv, input_dir=input_dir)
 
-    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+    stdout = peek_under_bwrap(tmp_path, home, session)
 
-    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
-    assert stdout_of(tmp_path / "run") == "hidden FileNotFoundError\ninput bytes\n"
+    assert stdout == "hidden FileNotFoundError\ninput bytes\n"
     assert (tmp_path / "run" / "output" / "r.txt").read_text() == "ok"
     assert "a-full-user-token" in session.read_text()
-    input_dir.chmod(0o755)
 
 
 @needs_bwrap
@@ -290,15 +298,10 @@ def test_under_bwrap_a_session_file_kept_elsewhere_is_hidden_too(
     session = tmp_path / "elsewhere" / "session.json"
     write_session(session)
     monkeypatch.setenv("NERD_SESSION_FILE", str(session))
-    input_dir = staged_in_the_cache(home)
-    argv = python(PEEK_THEN_WORK, str(session))
-    spec = RunSpec("t-00000001", argv, input_dir=input_dir)
 
-    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+    stdout = peek_under_bwrap(tmp_path, home, session)
 
-    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
-    assert stdout_of(tmp_path / "run") == "hidden FileNotFoundError\ninput bytes\n"
-    input_dir.chmod(0o755)
+    assert stdout == "hidden FileNotFoundError\ninput bytes\n"
 
 
 @needs_bwrap

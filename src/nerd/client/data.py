@@ -220,7 +220,12 @@ class DataClient:
 
     def put_pack(self, pack: Pack) -> None:
         """Send one pack; returns once the server has stored it durably."""
-        self._bulk.send("PUT", self._path("packs", pack.name), body=pack.data)
+        self._bulk.send(
+            "PUT",
+            self._path("packs", pack.name),
+            body=list(pack.pieces),
+            headers={"Content-Length": str(pack.size_bytes)},
+        )
 
     def _read_range(self, pack: str, start: int, length: int) -> bytes:
         headers = {"Range": f"bytes={start}-{start + length - 1}"}
@@ -316,7 +321,7 @@ class _BulkHttp:
         method: str,
         path: str,
         *,
-        body: bytes | None = None,
+        body: bytes | list[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> bytes:
         url = f"{self._api.endpoint}{API_PREFIX}{path}"

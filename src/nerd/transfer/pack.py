@@ -43,11 +43,24 @@ class PackedChunk:
 
 @dataclass(frozen=True)
 class Pack:
-    """A whole pack in memory, as the uploader builds it."""
+    """A whole pack in memory, as the uploader builds it: its head, then each chunk.
+
+    The pieces are kept apart, to be sent one after the other: joining them would
+    copy every byte once more.
+    """
 
     name: str
-    data: bytes
+    pieces: tuple[bytes, ...]
     chunks: list[PackedChunk]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+    @property
+    def data(self) -> bytes:
+        """The pack's bytes in one piece."""
+        return b"".join(self.pieces)
 
 
 def build_pack(chunks: Iterable[tuple[str, bytes]]) -> Pack:
@@ -60,8 +73,8 @@ def build_pack(chunks: Iterable[tuple[str, bytes]]) -> Pack:
     for sha, data in pairs:
         placed.append(PackedChunk(sha, offset, len(data)))
         offset += len(data)
-    body = b"".join([header, *(data for _, data in pairs)])
-    return Pack(hashlib.sha256(header).hexdigest(), body, placed)
+    pieces = (header, *(data for _, data in pairs))
+    return Pack(hashlib.sha256(header).hexdigest(), pieces, placed)
 
 
 def group_into_packs(

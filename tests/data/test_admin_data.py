@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,7 +57,10 @@ def test_check_of_intact_datasets_exits_0(
     done = nerd_admin(fresh, "check", "--read-data")
 
     assert done.exit_code == 0, done.stderr
-    assert "every ready dataset's chunks are stored" in done.stderr
+    assert (
+        "checked 1 ready dataset in 1 pack: every chunk is stored and every hash "
+        "matches" in done.stderr
+    )
 
 
 def test_check_read_data_finds_a_corrupt_pack_naming_the_dataset(
@@ -74,7 +78,7 @@ def test_check_read_data_finds_a_corrupt_pack_naming_the_dataset(
     assert quick.exit_code == 0
     assert thorough.exit_code == 9
     assert f"{dataset_id}: pack {pack.name} holds chunk" in thorough.stdout
-    assert "nerd: error: 1 problems found" in thorough.stderr
+    assert "nerd: error: 1 problem found" in thorough.stderr
 
 
 def test_check_finds_a_missing_pack(
@@ -101,7 +105,7 @@ def test_gc_removes_packs_no_ready_dataset_uses_and_keeps_the_rest(
     download = cli("download", kept_id, str(tmp_path / "copy"))
 
     assert done.exit_code == 0, done.stderr
-    assert "removed 1 packs" in done.stderr
+    assert "removed 1 pack" in done.stderr
     assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
     assert download.exit_code == 0, download.stderr
     assert nerd_admin(fresh, "check", "--read-data").exit_code == 0
@@ -149,7 +153,7 @@ def test_gc_leaves_a_project_with_an_upload_in_progress_alone(
 
     done = nerd_admin(fresh, "gc", "--grace-s", "3600")
 
-    assert "skipped 'default': an upload is in progress" in done.stdout
+    assert "skipped 'default': an upload is in progress" in done.stderr
     assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
 
 
@@ -169,7 +173,7 @@ def test_gc_passes_over_an_abandoned_upload_which_still_resumes(
     resumed = cli("upload", str(folder), "--resume", abandoned_id)
     download = cli("download", abandoned_id, str(tmp_path / "copy"))
 
-    assert "removed 1 packs" in done.stderr, done.stdout + done.stderr
+    assert "removed 1 pack" in done.stderr, done.stdout + done.stderr
     assert resumed.exit_code == 0, resumed.stderr
     assert download.exit_code == 0, download.stderr
     copy = (tmp_path / "copy" / "data.bin").read_bytes()
@@ -184,5 +188,50 @@ def test_gc_dry_run_removes_nothing(
 
     done = nerd_admin(fresh, "gc", "--grace-s", "0", "--dry-run")
 
-    assert "would remove 1 packs" in done.stderr
+    assert "would remove 1 pack" in done.stderr
     assert len([p for p in stored_packs(fresh) if p.is_file()]) == 1
+
+
+def test_check_as_json_lists_each_problem_with_its_dataset(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    intact_id = cli.upload(folder_of(tmp_path, "intact", 300_000))
+    before = {p.name for p in stored_packs(fresh) if p.is_file()}
+    broken_id = cli.upload(folder_of(tmp_path, "broken", 300_000))
+    (pack,) = [p for p in stored_packs(fresh) if p.is_file() and p.name not in before]
+    pack.unlink()
+
+    done = nerd_admin(fresh, "--output", "json", "check")
+
+    assert done.exit_code == 9
+    assert json.loads(done.stdout) == {
+        "dataset_count": 2,
+        "pack_count": 2,
+        "is_data_read": False,
+        "problems": [
+            {
+                "dataset": broken_id,
+                "problem": f"pack {pack.name} is missing from the store",
+            }
+        ],
+    }
+    assert intact_id not in done.stdout
+    assert "nerd: error: 1 problem found" in done.stderr
+
+
+def test_gc_as_json_says_how_many_packs_went(
+    cli: NerdCli, fresh: RunningServer, tmp_path: Path
+) -> None:
+    gone_id = cli.upload(folder_of(tmp_path, "gone", 300_000))
+    assert cli("dataset", "delete", gone_id).exit_code == 0
+    (pack,) = [p.name for p in stored_packs(fresh) if p.is_file()]
+
+    dry = nerd_admin(fresh, "--output", "json", "gc", "--grace-s", "0", "--dry-run")
+    done = nerd_admin(fresh, "--output", "json", "gc", "--grace-s", "0")
+
+    first, second = json.loads(dry.stdout), json.loads(done.stdout)
+
+    assert first["removed_pack_count"] == second["removed_pack_count"] == 1
+    assert (first["is_dry_run"], second["is_dry_run"]) == (True, False)
+    assert first["packs"] == second["packs"] == [{"project": "default", "pack": pack}]
+    assert first["skipped_projects"] == []

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from nerd import errors, models
+from nerd.cli.context import get_state
 from nerd.server import db
 from nerd.server.cli import _database_options, _open_database, admin
 from nerd.server.settings import Settings
@@ -41,13 +42,29 @@ def check(read_data: bool, data_dir: Path, database_url: str) -> None:
     """Verify that every ready dataset's chunks are stored, and optionally intact."""
     settings = Settings(data_dir=data_dir, database_url=database_url)
     store = LocalStore(settings.objects_dir)
+    counts = _Counts()
     with _open_database(settings) as sessions, sessions() as session:
-        problems = list(_problems(session, store, read_data))
-    for problem in problems:
-        click.echo(problem)
+        problems = list(_problems(session, store, read_data, counts))
+    printer = get_state().printer()
+    if printer.is_json:
+        printer.document(
+            {
+                "dataset_count": counts.datasets,
+                "pack_count": counts.packs,
+                "is_data_read": read_data,
+                "problems": [{"dataset": d, "problem": p} for d, p in problems],
+            }
+        )
+    else:
+        for dataset_id, problem in problems:
+            click.echo(f"{dataset_id}: {problem}")
     if problems:
-        raise errors.IntegrityError(f"{len(problems)} problems found")
-    click.echo("nerd: every ready dataset's chunks are stored", err=True)
+        raise errors.IntegrityError(f"{_count(len(problems), 'problem')} found")
+    hashes = " and every hash matches" if read_data else ""
+    printer.message(
+        f"nerd: checked {_count(counts.datasets, 'ready dataset')} in "
+        f"{_count(counts.packs, 'pack')}: every chunk is stored{hashes}"
+    )
 
 
 @click.command("gc")
@@ -65,35 +82,73 @@ def gc(grace_s: float, dry_run: bool, data_dir: Path, database_url: str) -> None
     settings = Settings(data_dir=data_dir, database_url=database_url)
     store = LocalStore(settings.objects_dir)
     cutoff = db.utcnow() - timedelta(seconds=grace_s)
-    removed = 0
+    printer = get_state().printer()
+    removed: list[dict[str, str]] = []
+    skipped: list[str] = []
     with _open_database(settings) as sessions, sessions() as session:
         for project in session.scalars(select(db.Project).order_by(db.Project.name)):
-            removed += _collect(session, store, project, cutoff, dry_run)
+            packs = _collect(session, store, project, cutoff, dry_run)
+            if packs is None:
+                skipped.append(project.name)
+                printer.message(
+                    f"nerd: skipped '{project.name}': an upload is in progress"
+                )
+                continue
+            removed.extend({"project": project.name, "pack": pack} for pack in packs)
+    if printer.is_json:
+        printer.document(
+            {
+                "removed_pack_count": len(removed),
+                "is_dry_run": dry_run,
+                "packs": removed,
+                "skipped_projects": skipped,
+            }
+        )
+    else:
+        for row in removed:
+            click.echo(f"{row['project']}\t{row['pack']}")
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"nerd: {verb} {removed} packs", err=True)
+    printer.message(f"nerd: {verb} {_count(len(removed), 'pack')}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 # --- check ----------------------------------------------------------------------------
 
 
-def _problems(session: Session, store: ObjectStore, read_data: bool) -> Iterator[str]:
+@dataclass
+class _Counts:
+    """What a check looked at."""
+
+    datasets: int = 0
+    packs: int = 0
+
+
+def _problems(
+    session: Session, store: ObjectStore, read_data: bool, counts: _Counts
+) -> Iterator[tuple[str, str]]:
+    """``(dataset id, what is wrong)`` for each problem found."""
     checked_packs: set[tuple[int, str]] = set()
     for dataset, project in _ready_datasets(session):
+        counts.datasets += 1
         manifest = _manifest(store, project.name, dataset.id)
         if manifest is None:
-            yield f"{dataset.id}: its manifest is missing"
+            yield dataset.id, "its manifest is missing"
             continue
         for name, size_bytes in chunk_sizes(manifest).items():
             row = session.get(db.Chunk, (project.id, name))
             if row is None or row.size_bytes != size_bytes:
-                yield f"{dataset.id}: chunk {name} is not stored"
+                yield dataset.id, f"chunk {name} is not stored"
                 continue
             if (project.id, row.pack_id) in checked_packs:
                 continue
             checked_packs.add((project.id, row.pack_id))
+            counts.packs += 1
             problem = _pack_problem(store, project.name, row.pack_id, read_data)
             if problem:
-                yield f"{dataset.id}: {problem}"
+                yield dataset.id, problem
 
 
 def _ready_datasets(session: Session) -> Iterator[tuple[db.Dataset, db.Project]]:
@@ -151,19 +206,17 @@ def _collect(
     project: db.Project,
     cutoff: datetime,
     dry_run: bool,
-) -> int:
+) -> list[str] | None:
+    """The project's packs removed (or, dry, to be); None if it was passed over."""
     db.begin_write(session)
     db.lock_project_chunks(session, project.id)
     try:
         if _has_upload_in_progress(session, project, cutoff):
-            click.echo(f"nerd: skipped '{project.name}': an upload is in progress")
-            return 0
+            return None
         garbage = _garbage(session, store, project, cutoff)
-        for pack in garbage.packs:
-            click.echo(f"{project.name}\t{pack}")
         if not dry_run:
             _remove(session, store, project, garbage.packs)
-        return len(garbage.packs)
+        return garbage.packs
     finally:
         session.commit()
 

@@ -109,6 +109,25 @@ def test_cells_quote_argv_and_join_mappings() -> None:
     assert cell(None, empty="-") == "-"
 
 
+def test_control_characters_in_cells_are_escaped_and_the_rest_kept() -> None:
+    assert cell("run\x1b[2J\nnext\x7f\x9b") == "run\\x1b[2J\\nnext\\x7f\\x9b"
+    assert cell("naïve été 数据\t") == "naïve été 数据\\t"
+    assert cell(["echo", "a\rb"]) == "echo 'a\\rb'"
+
+
+def test_a_dataset_name_with_control_characters_cannot_forge_table_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [{"id": "d-00000001", "name": "x\nd-99999999\tforged"}]
+
+    Printer("raw").table([("id", "ID"), ("name", "NAME")], rows)
+    Printer("pretty").table([("id", "ID"), ("name", "NAME")], rows)
+
+    out = capsys.readouterr().out
+    assert "d-00000001\tx\\nd-99999999\\tforged\n" in out
+    assert "\nd-99999999" not in out
+
+
 def test_the_output_flag_works_before_and_after_the_command(nerd: Nerd) -> None:
     before = nerd("--output", "json", "version")
     after = nerd("version", "--output", "json")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -62,13 +63,23 @@ def cell(value: Any, *, empty: str = "") -> str:
     if value is None:
         return empty
     if isinstance(value, list):
-        return shlex.join(str(item) for item in value)
+        return _visible(shlex.join(str(item) for item in value))
     if isinstance(value, dict):
-        return ",".join(f"{key}={item}" for key, item in value.items())
+        return _visible(",".join(f"{key}={item}" for key, item in value.items()))
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     text = str(getattr(value, "value", value))
-    return _short_time(text)
+    return _visible(_short_time(text))
+
+
+# C0 and C1 control characters and DEL: printed as they are, a name holding them
+# could move the cursor, clear the screen or forge lines of a table.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    """``text`` with each control character written as an escape, e.g. ``\\x1b``."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def _short_time(text: str) -> str:

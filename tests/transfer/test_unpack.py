@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from transfer_helpers import snapshot
 
 from nerd.errors import ConflictError, IntegrityError, UnsafePathError
 from nerd.models import ChunkRef, Manifest, ManifestEntry
+from nerd.transfer import target as target_module
 from nerd.transfer.target import Target
 from nerd.transfer.unpack import MemoryChunkSource, plan_batches, unpack
 
@@ -268,3 +270,40 @@ def test_a_large_file_unpacks_across_many_batches(tmp_path: Path) -> None:
 
     assert (tmp_path / "copy" / "big").read_bytes() == data
     assert seen[-1] == len(data)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_download_removes_temp_files_its_dead_predecessors_left(
+    tmp_path: Path,
+) -> None:
+    source = _tree(tmp_path / "source")
+    manifest, chunks = snapshot(source)
+    dest = tmp_path / "dest"
+    (dest / "with space").mkdir(parents=True)
+    host = target_module._HOST_TAG
+    left_behind = [
+        dest / f".nerd-tmp-{host}-{_dead_pid()}-{'a' * 16}",
+        dest / "with space" / f".nerd-tmp-{host}-{_dead_pid()}-{'b' * 16}",
+    ]
+    kept = [
+        # a live writer (this process), another host's, and an older style name
+        dest / f".nerd-tmp-{host}-{os.getpid()}-{'c' * 16}",
+        dest / f".nerd-tmp-{'0' * 8 if host != '0' * 8 else '1' * 8}-1-{'d' * 16}",
+        dest / f".nerd-tmp-{'e' * 16}",
+        dest / ".nerd-tmp-not-ours.txt",
+    ]
+    for path in left_behind + kept:
+        path.write_bytes(b"torn")
+
+    _unpack(manifest, chunks, dest)
+
+    assert [p for p in left_behind if p.exists()] == []
+    assert all(p.read_bytes() == b"torn" for p in kept)
+    assert (dest / "with space" / "data.bin").read_bytes() == (
+        source / "with space" / "data.bin"
+    ).read_bytes()

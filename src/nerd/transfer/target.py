@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import logging
 import os
+import re
 import secrets
+import socket
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from nerd.errors import ConflictError, UnsafePathError
 
+log = logging.getLogger(__name__)
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _CACHED_DIRS = 32
 _TEMP_PREFIX = ".nerd-tmp-"
+# ".nerd-tmp-<host>-<pid>-<random>"; the host as a short hash of its name.
+_TEMP_NAME = re.compile(
+    rf"^{re.escape(_TEMP_PREFIX)}(?P<host>[0-9a-f]{{8}})-(?P<pid>[0-9]+)-[0-9a-f]{{16}}$"
+)
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _MAX_CLASHES = 10_000
 NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
 _LINK_UNSUPPORTED = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP}
@@ -33,6 +44,7 @@ class Target:
         self.root = root
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         self._dirs: OrderedDict[str, int] = OrderedDict()
+        self._swept: set[str] = set()
 
     def close(self) -> None:
         for fd in self._dirs.values():
@@ -76,10 +88,19 @@ class Target:
         raise self._too_many_clashes(path)
 
     def create_temp(self, folder: str) -> tuple[int, str]:
-        """A new, empty, private temp file in ``folder``: its descriptor and name."""
-        name = f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+        """A new, empty, private temp file in ``folder``: its descriptor and name.
+
+        The name says which process on which host writes it. The first time a
+        download writes into a folder, it removes the temp files that processes of
+        this host left there when they died (a download killed with SIGKILL).
+        """
+        folder_fd = self.dir_fd(folder)
+        if folder not in self._swept:
+            self._swept.add(folder)
+            _remove_stale_temps(folder_fd)
+        name = f"{_TEMP_PREFIX}{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(8)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        return os.open(name, flags, 0o600, dir_fd=self.dir_fd(folder)), name
+        return os.open(name, flags, 0o600, dir_fd=folder_fd), name
 
     def remove_temp(self, folder: str, temp: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -146,6 +167,31 @@ class Target:
                     os.close(fd)
             fd = next_fd
         return fd
+
+
+def _remove_stale_temps(dir_fd: int) -> None:
+    """Unlink the temp files in the folder whose writer, on this host, is gone."""
+    with os.scandir(dir_fd) as listing:
+        names = [entry.name for entry in listing if entry.name.startswith(_TEMP_PREFIX)]
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match is None or match["host"] != _HOST_TAG:
+            continue  # an older name, or another host's: its writer may be alive
+        if _is_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+        log.info("download.stale_temp_removed name=%s", name)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _move_no_replace(dir_fd: int, temp: str, name: str) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nerd.errors import ConflictError
-from nerd.transfer.pack import Pack
+from nerd.transfer.chunker import MAX_CHUNK_BYTES
+from nerd.transfer.pack import TARGET_PACK_BYTES, Pack
 from nerd.transfer.upload import upload_folder
 
 MIB = 1024 * 1024
@@ -59,3 +60,23 @@ def test_a_small_file_unchanged_since_the_walk_uploads(tmp_path: Path) -> None:
     (entry,) = uploaded.manifest.entries
     assert entry.size_bytes == 6
     assert len(sink.packs) == 1
+
+
+def test_a_large_file_goes_in_full_packs_with_no_small_ones_between(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    data = os.urandom(100 * MIB)
+    (folder / "large.bin").write_bytes(data)
+    sink = AppendingSink(tmp_path / "elsewhere.bin")
+
+    upload_folder(folder, sink)
+
+    sizes = [sum(chunk.size_bytes for chunk in pack.chunks) for pack in sink.packs]
+    assert sum(sizes) == len(data)
+    # Each pack but the file's last holds as much as fits: it falls short of the
+    # target by less than one chunk.
+    assert all(TARGET_PACK_BYTES - MAX_CHUNK_BYTES < s for s in sorted(sizes)[1:])
+    assert all(s <= TARGET_PACK_BYTES for s in sizes)
+    assert len(sizes) <= len(data) // (TARGET_PACK_BYTES - MAX_CHUNK_BYTES) + 1

@@ -33,12 +33,12 @@ from nerd.errors import ConflictError
 from nerd.models import ChunkRef, EntryType, Manifest, ManifestEntry
 from nerd.transfer.cache import ChunkCache, file_identity
 from nerd.transfer.chunker import MIN_CHUNK_BYTES, chunk_file, chunk_fixed
-from nerd.transfer.pack import Pack, group_into_packs
+from nerd.transfer.pack import TARGET_PACK_BYTES, Pack, group_into_packs
 from nerd.transfer.walk import WalkedFolder, walk_folder
 
 log = logging.getLogger(__name__)
 
-BATCH_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = TARGET_PACK_BYTES
 BATCH_CHUNKS = 2000
 NO_CDC_ENV = "NERD_BENCH_NO_CDC"
 DEFAULT_THREADS = 4
@@ -299,17 +299,17 @@ class _Sender:
 
     def add_unhashed(self, data: bytes) -> tuple[_Batch, int]:
         """Queue a chunk to be named by the sending thread: its batch and place."""
+        # A batch that would grow past a pack's size leaves first: it then fills
+        # one pack, where overshooting would send a full pack and a tiny one.
+        if self._batch.size_bytes + len(data) > BATCH_BYTES:
+            self._flush()
         # The place is taken before appending: a full batch leaves for a thread.
         batch, index = self._batch, len(self._batch.items)
-        self._append("", data)
-        return batch, index
-
-    def _append(self, name: str, data: bytes) -> None:
-        batch = self._batch
-        batch.items.append((name, data))
+        batch.items.append(("", data))
         batch.size_bytes += len(data)
         if batch.size_bytes >= BATCH_BYTES or len(batch.items) >= BATCH_CHUNKS:
             self._flush()
+        return batch, index
 
     def _flush(self) -> None:
         if not self._batch.items:

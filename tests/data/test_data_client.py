@@ -22,7 +22,7 @@ from nerd.models import DatasetStatus
 from nerd.server.db import Chunk, make_engine
 from nerd.storage.base import pack_key
 from nerd.transfer.chunker import MIN_CHUNK_BYTES
-from nerd.transfer.pack import Pack, build_pack
+from nerd.transfer.pack import TARGET_PACK_BYTES, Pack, build_pack
 from nerd.transfer.upload import NO_CDC_ENV
 
 MTIME_NS = 1_500_000_000_987_654_321
@@ -138,7 +138,7 @@ def test_a_large_upload_spans_several_packs(
     source.mkdir()
     for index in range(3):
         (source / f"part{index}").write_bytes(
-            random.Random(index + 20).randbytes(7_000_000)
+            random.Random(index + 20).randbytes(TARGET_PACK_BYTES * 4 // 10)
         )
     sent = _count_packs(data, monkeypatch)
 

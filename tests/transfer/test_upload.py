@@ -38,10 +38,10 @@ def test_a_file_written_to_while_it_is_read_stops_the_upload_naming_it(
     folder = tmp_path / "data"
     folder.mkdir()
     growing = folder / "growing.bin"
-    growing.write_bytes(os.urandom(64 * MIB))
+    growing.write_bytes(os.urandom(4 * TARGET_PACK_BYTES))
 
-    # With one sending thread the reader cannot finish before the first batch,
-    # and with it the write, is done.
+    # With one sending thread (and two batches in memory) the reader cannot finish
+    # before the first batch, and with it the write, is done.
     with pytest.raises(ConflictError) as raised:
         upload_folder(folder, AppendingSink(growing), threads=1)
 

@@ -358,14 +358,17 @@ def test_chunks_of_another_project_are_missing_here(
     assert data.locate(names) == []
 
 
+# The large file is written past the page cache, the small one through it.
+@pytest.mark.parametrize("size_bytes", [50_000, 20 * 1024 * 1024])
 def test_a_chunk_corrupted_in_the_store_fails_the_download_naming_the_file(
-    data: DataClient, db_server: RunningServer, tmp_path: Path
+    data: DataClient, db_server: RunningServer, tmp_path: Path, size_bytes: int
 ) -> None:
     source = tmp_path / "source"
     source.mkdir()
-    (source / "precious.dat").write_bytes(random.Random(11).randbytes(50_000))
+    (source / "precious.dat").write_bytes(random.Random(11).randbytes(size_bytes))
     dataset = data.upload(source)
-    (location,) = data.locate([data.manifest(dataset.id).entries[0].chunks[0].sha256])
+    chunks = data.manifest(dataset.id).entries[0].chunks
+    (location,) = data.locate([chunks[len(chunks) // 2].sha256])
     stored = db_server.data_dir / "objects" / pack_key("default", location.pack)
     spoiled = bytearray(stored.read_bytes())
     spoiled[location.offset + 7] ^= 0xFF

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,10 +84,11 @@ def test_a_failing_source_leaves_no_object_and_no_temp_file(store: LocalStore) -
 def test_enospc_from_write_is_storage_full_and_leaves_nothing(
     store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full_write(fd: int, data: bytes) -> int:
+    def full_write(fd: int, data: bytes, *offset: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", full_write)
+    monkeypatch.setattr(os, "pwrite", full_write)
 
     with pytest.raises(StorageFullError, match=f"is full; {KEY} was not stored"):
         store.put(KEY, [b"data"])
@@ -158,108 +158,14 @@ def test_objects_of_any_size_are_stored_byte_exact(
     assert store.open_range(KEY, 0, size_bytes + 1) == data
 
 
-def _direct_flags_of_writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Record, for every os.write, whether its file had O_DIRECT on."""
-    seen: list[bool] = []
-    real_write = os.write
-
-    def recording_write(fd: int, data: bytes) -> int:
-        seen.append(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT))
-        return real_write(fd, data)
-
-    monkeypatch.setattr(os, "write", recording_write)
-    return seen
-
-
-def _is_direct_supported(folder: Path) -> bool:
-    folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / "probe"
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
-    except OSError:
-        return False
-    os.close(fd)
-    probe.unlink()
-    return True
-
-
-def test_whole_blocks_bypass_the_page_cache_and_the_tail_does_not(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not _is_direct_supported(store.root):
-        pytest.skip("this file system has no O_DIRECT")
-    seen = _direct_flags_of_writes(monkeypatch)
-
-    store.put(KEY, [b"x" * (5 * 1024 * 1024 + 10)])
-
-    assert seen == [True, True, False]  # 4 MiB, the rest's whole blocks, 10 bytes
-    assert store.size(KEY) == 5 * 1024 * 1024 + 10
-
-
-def test_a_file_system_without_direct_writes_gets_buffered_ones(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_fcntl = fcntl.fcntl
-
-    def refusing_fcntl(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == fcntl.F_SETFL and arg & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_fcntl(fd, cmd, arg)
-
-    monkeypatch.setattr(fcntl, "fcntl", refusing_fcntl)
-    seen = _direct_flags_of_writes(monkeypatch)
-    data = os.urandom(5 * 1024 * 1024 + 10)
-
-    store.put(KEY, [data])
-
-    assert not any(seen)
-    assert store.open_range(KEY, 0, len(data)) == data
-
-
-def test_a_device_that_refuses_a_direct_write_gets_the_rest_buffered(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_write = os.write
-
-    def refusing_write(fd: int, data: bytes) -> int:
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_write(fd, data)
-
-    monkeypatch.setattr(os, "write", refusing_write)
-    data = os.urandom(9 * 1024 * 1024 + 5)
-
-    store.put(KEY, [data])
-
-    assert store.open_range(KEY, 0, len(data)) == data
-
-
-def test_a_short_direct_write_goes_on_buffered_from_where_it_stopped(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_write = os.write
-    calls = 0
-
-    def short_first_write(fd: int, data: bytes) -> int:
-        nonlocal calls
-        calls += 1
-        return real_write(fd, data[:1000] if calls == 1 else data)
-
-    monkeypatch.setattr(os, "write", short_first_write)
-    data = os.urandom(6 * 1024 * 1024)
-
-    store.put(KEY, [data])
-
-    assert store.open_range(KEY, 0, len(data)) == data
-
-
 def test_other_write_errors_are_raised_and_leave_nothing(
     store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing_write(fd: int, data: bytes) -> int:
+    def failing_write(fd: int, data: bytes, *offset: int) -> int:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "pwrite", failing_write)
 
     with pytest.raises(OSError, match="Input/output error"):
         store.put(KEY, [b"x" * (5 * 1024 * 1024)])

@@ -77,6 +77,6 @@ def test_a_large_file_goes_in_full_packs_with_no_small_ones_between(
     assert sum(sizes) == len(data)
     # Each pack but the file's last holds as much as fits: it falls short of the
     # target by less than one chunk.
-    assert all(TARGET_PACK_BYTES - MAX_CHUNK_BYTES < s for s in sorted(sizes)[1:])
+    assert all(s > TARGET_PACK_BYTES - MAX_CHUNK_BYTES for s in sorted(sizes)[1:])
     assert all(s <= TARGET_PACK_BYTES for s in sizes)
     assert len(sizes) <= len(data) // (TARGET_PACK_BYTES - MAX_CHUNK_BYTES) + 1

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
-import mmap
 import os
 import secrets
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from nerd.errors import NotFoundError, StorageFullError
 from nerd.storage.base import check_key
+from nerd.transfer.direct import DirectWriter
 
 log = logging.getLogger(__name__)
 
 READ_PIECE_BYTES = 1024 * 1024
-# Direct writes go in whole blocks of this size, from a buffer aligned to a page.
-DIRECT_BLOCK_BYTES = 4096
-DIRECT_BUFFER_BYTES = 4 * 1024 * 1024
 _TEMP_PREFIX = ".tmp-"
 
 
@@ -80,9 +75,9 @@ class LocalStore:
 class LocalWriter:
     """One object being written: to a temp file, renamed into place on commit.
 
-    The bytes bypass the page cache where the file system allows it (O_DIRECT):
-    copying them into the cache costs more CPU than the rest of storing a pack, and
-    the fsync then only has to flush the device's cache.
+    The bytes bypass the page cache where the file system allows it (see
+    :class:`~nerd.transfer.direct.DirectWriter`): copying them into the cache cost
+    more CPU than the rest of storing a pack.
     """
 
     def __init__(self, root: Path, key: str, path: Path) -> None:
@@ -93,15 +88,12 @@ class LocalWriter:
         self.size_bytes = 0
         with _full_disk_as_error(root, key):
             self._fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self._direct = _DirectWriter(self._fd) if _start_direct(self._fd) else None
+        self._out = DirectWriter(self._fd)
 
     def write(self, data: bytes) -> None:
         try:
             with _full_disk_as_error(self._root, self._key):
-                if self._direct is not None:
-                    self._direct.write(data)
-                else:
-                    _write_all(self._fd, data)
+                self._out.write(data)
         except BaseException:
             self.abort()
             raise
@@ -111,8 +103,7 @@ class LocalWriter:
         """Make the object durable under its key; return its size in bytes."""
         try:
             with _full_disk_as_error(self._root, self._key):
-                if self._direct is not None:
-                    self._direct.finish()
+                self._out.finish()
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
@@ -126,8 +117,7 @@ class LocalWriter:
 
     def abort(self) -> None:
         """Drop what was written; the key is left as it was. Safe to call twice."""
-        if self._direct is not None:
-            self._direct.close()
+        self._out.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -144,127 +134,6 @@ def _full_disk_as_error(root: Path, key: str) -> Iterator[None]:
                 f"the object store at {root} is full; {key} was not stored"
             ) from exc
         raise
-
-
-def _start_direct(fd: int) -> bool:
-    """Turn on O_DIRECT for ``fd``; False where the file system refuses it."""
-    direct = getattr(os, "O_DIRECT", 0)
-    if not direct:
-        return False
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | direct)
-    except OSError:
-        return False
-    return True
-
-
-def _stop_direct(fd: int) -> None:
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
-
-
-class _DirectWriter:
-    """Gathers bytes into an aligned buffer and writes it in whole blocks.
-
-    O_DIRECT needs the buffer, the file offset and the length aligned to the
-    device's block size. The last partial block goes out with O_DIRECT turned off.
-    A device that refuses an aligned direct write (EINVAL) gets the rest of the
-    file through the page cache instead: the bytes are the same either way.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._buffer = _buffers.take()
-        self._view = memoryview(self._buffer)
-        self._filled = 0
-        self._is_direct = True
-
-    def write(self, data: bytes) -> int:
-        view = memoryview(data).cast("B")
-        while view:
-            take = min(len(view), DIRECT_BUFFER_BYTES - self._filled)
-            self._view[self._filled : self._filled + take] = view[:take]
-            self._filled += take
-            view = view[take:]
-            if self._filled == DIRECT_BUFFER_BYTES:
-                self._flush(DIRECT_BUFFER_BYTES)
-        return len(data)
-
-    def finish(self) -> None:
-        """Write what is left, the partial last block included."""
-        whole = self._filled - self._filled % DIRECT_BLOCK_BYTES
-        if whole:
-            self._flush(whole)
-        if self._filled:
-            self._fall_back()
-            self._flush(self._filled)
-        self.close()
-
-    def close(self) -> None:
-        """Give the buffer back; what was not flushed is dropped. Safe to call twice."""
-        if self._buffer is not None:
-            self._view.release()
-            _buffers.give_back(self._buffer)
-            self._buffer = None
-
-    def _flush(self, size_bytes: int) -> None:
-        """Write the first ``size_bytes`` of the buffer; keep the rest at its start."""
-        piece = self._view[:size_bytes]
-        try:
-            while piece:
-                try:
-                    written = os.write(self._fd, piece)
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL or not self._is_direct:
-                        raise
-                    self._fall_back()
-                    continue
-                if written < len(piece):
-                    self._fall_back()  # the offset is no longer aligned
-                piece = piece[written:]
-        finally:
-            piece.release()  # a view left alive would keep the buffer from closing
-        rest = self._filled - size_bytes
-        self._view[:rest] = self._view[size_bytes : self._filled]
-        self._filled = rest
-
-    def _fall_back(self) -> None:
-        if self._is_direct:
-            _stop_direct(self._fd)
-            self._is_direct = False
-
-
-class _BufferPool:
-    """Aligned buffers for direct writes, kept for the next object once used.
-
-    A fresh mapping would cost a page fault for every 4 KiB written through it.
-    The pool keeps at most as many buffers as were ever in use at once.
-    """
-
-    def __init__(self) -> None:
-        self._free: list[mmap.mmap] = []
-        self._lock = threading.Lock()
-
-    def take(self) -> mmap.mmap:
-        with self._lock:
-            if self._free:
-                return self._free.pop()
-        return mmap.mmap(-1, DIRECT_BUFFER_BYTES)
-
-    def give_back(self, buffer: mmap.mmap) -> None:
-        with self._lock:
-            self._free.append(buffer)
-
-
-_buffers = _BufferPool()
-
-
-def _write_all(fd: int, data: bytes) -> int:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    return len(data)
 
 
 def _fsync_dir(path: Path) -> None:

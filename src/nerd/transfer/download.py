@@ -1,23 +1,28 @@
 """Fetching a dataset's chunks from their packs with parallel ranged reads.
 
 Chunks that sit next to each other in a pack are fetched in one range, so a dataset of
-many small files takes a few requests. The next batch is fetched while the unpacker
-writes the current one.
+many small files takes a few requests. The next batches are fetched while the
+unpacker writes the current one.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import hashlib
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from nerd.models import ChunkLocation, ChunkRef
+from nerd.transfer.unpack import CheckedChunks
 
 MAX_RANGE_BYTES = 16 * 1024 * 1024
 # Bytes of other chunks worth reading through rather than starting a new request.
 MAX_GAP_BYTES = 256 * 1024
 DEFAULT_THREADS = 4
+# Batches fetched while the unpacker writes the current one: with one, the fetching
+# threads sat idle while it waited for the next.
+BATCHES_AHEAD = 2
 
 ReadRange = Callable[[str, int, int], bytes]
 
@@ -76,17 +81,22 @@ class RemoteChunkSource:
         pool = ThreadPoolExecutor(self._threads, thread_name_prefix="nerd-download")
         try:
             upcoming = iter(batches)
-            pending = self._submit(pool, next(upcoming, None))
-            while pending is not None:
-                following = self._submit(pool, next(upcoming, None))
-                yield _collect(pending)
-                pending = following
+            pending: deque[list[Future[CheckedChunks]]] = deque()
+            while True:
+                while len(pending) <= BATCHES_AHEAD:
+                    submitted = self._submit(pool, next(upcoming, None))
+                    if submitted is None:
+                        break
+                    pending.append(submitted)
+                if not pending:
+                    return
+                yield _collect(pending.popleft())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(
         self, pool: ThreadPoolExecutor, batch: list[ChunkRef] | None
-    ) -> list[Future[dict[str, bytes]]] | None:
+    ) -> list[Future[CheckedChunks]] | None:
         if batch is None:
             return None
         known = [
@@ -94,16 +104,26 @@ class RemoteChunkSource:
         ]
         return [pool.submit(self._fetch, span) for span in plan_spans(known)]
 
-    def _fetch(self, span: Span) -> dict[str, bytes]:
+    def _fetch(self, span: Span) -> CheckedChunks:
+        """The span's chunks, each hashed here, in the fetching thread: hashing
+        in the thread that writes the files would leave the other core idle."""
         data = self._read_range(span.pack, span.start, span.end - span.start)
-        return {
+        chunks = {
             c.sha256: data[c.offset - span.start : c.offset - span.start + c.size_bytes]
             for c in span.chunks
         }
+        checked = {
+            name
+            for name, piece in chunks.items()
+            if hashlib.sha256(piece).hexdigest() == name
+        }
+        return CheckedChunks(chunks, checked)
 
 
-def _collect(futures: list[Future[dict[str, bytes]]]) -> dict[str, bytes]:
-    chunks: dict[str, bytes] = {}
+def _collect(futures: list[Future[CheckedChunks]]) -> CheckedChunks:
+    chunks = CheckedChunks({}, set())
     for future in futures:
-        chunks.update(future.result())
+        fetched = future.result()
+        chunks.update(fetched)
+        chunks.checked |= fetched.checked
     return chunks

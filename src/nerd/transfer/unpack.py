@@ -21,12 +21,15 @@ from typing import Protocol
 
 from nerd.errors import IntegrityError
 from nerd.models import ChunkRef, EntryType, Manifest, ManifestEntry
+from nerd.transfer.direct import DirectWriter, write_all
 from nerd.transfer.manifest import validate_manifest
 from nerd.transfer.target import Target
 
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 32 * 1024 * 1024
+# Files from this size on are written past the page cache (O_DIRECT).
+DIRECT_MIN_BYTES = 8 * 1024 * 1024
 _SAFE_MODE_BITS = 0o7777 & ~(stat.S_ISUID | stat.S_ISGID)
 
 Progress = Callable[[int, int], None]
@@ -41,9 +44,19 @@ class ChunkSource(Protocol):
         """For each batch of distinct chunks, in order, their bytes by name.
 
         A source may fetch ahead, but should hold no more than a batch or two.
-        The unpacker verifies every chunk, so a source need not.
+        The unpacker verifies every chunk a source has not checked already (see
+        :class:`CheckedChunks`).
         """
         ...
+
+
+class CheckedChunks(dict[str, bytes]):
+    """A batch from a source that has already hashed some of its chunks itself (in
+    the threads that fetched them): the names in ``checked`` matched their bytes."""
+
+    def __init__(self, chunks: Mapping[str, bytes], checked: set[str]) -> None:
+        super().__init__(chunks)
+        self.checked = checked
 
 
 class MemoryChunkSource:
@@ -144,8 +157,12 @@ class _ChunkFeed:
 
     def _advance_to(self, position: int) -> None:
         while self._position < position:
-            self._chunks = next(self._batches, {})
-            self._verified = set()
+            chunks = next(self._batches, {})
+            if isinstance(chunks, CheckedChunks):
+                self._verified = set(chunks.checked)
+            else:
+                self._verified = set()
+            self._chunks = chunks
             self._position += 1
 
     def _error(self, path: str, ref: ChunkRef, what: str) -> IntegrityError:
@@ -219,16 +236,28 @@ class _Writer:
     ) -> int:
         parent, name = self._disk_parent(entry.path)
         fd, temp = self.target.create_temp(parent)
+        # A large file goes past the page cache: copying it into the cache cost
+        # more than the rest of the download. Small ones are not worth a buffer.
+        out = DirectWriter(fd) if entry.size_bytes >= DIRECT_MIN_BYTES else None
         try:
-            with os.fdopen(fd, "wb", closefd=True) as out:
+            try:
                 for ref in entry.chunks:
-                    out.write(feed.next_chunk(ref, entry.path))
+                    data = feed.next_chunk(ref, entry.path)
+                    if out is not None:
+                        out.write(data)
+                    else:
+                        write_all(fd, data)
                     done_bytes += ref.size_bytes
                     if self.progress:
                         self.progress(done_bytes, total_bytes)
-                out.flush()
-                os.fchmod(out.fileno(), entry.mode & _SAFE_MODE_BITS)
-                os.utime(out.fileno(), ns=(entry.mtime_ns, entry.mtime_ns))
+                if out is not None:
+                    out.finish()
+                os.fchmod(fd, entry.mode & _SAFE_MODE_BITS)
+                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            finally:
+                if out is not None:
+                    out.close()
+                os.close(fd)
             self.target.place(temp, _join(parent, name), no_clobber=self.no_clobber)
         except BaseException:
             self.target.remove_temp(parent, temp)

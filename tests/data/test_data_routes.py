@@ -3,6 +3,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -347,3 +349,33 @@ def test_a_non_member_gets_404_from_every_data_route(
 
     for response in responses:
         error_of(response, 404, "not_found")
+
+
+def test_a_client_that_hangs_up_mid_pack_leaves_one_log_line_and_no_object(
+    db_server: RunningServer, admin_http: httpx.Client
+) -> None:
+    pack = _pack(40, count=4, size_bytes=300_000)
+    url = httpx.URL(db_server.url)
+    head = (
+        f"PUT /api/v1{P}/packs/{pack.name} HTTP/1.1\r\n"
+        f"Host: {url.host}:{url.port}\r\n"
+        f"Authorization: {admin_http.headers['Authorization']}\r\n"
+        f"Content-Length: {len(pack.data)}\r\n\r\n"
+    )
+    log_before = len(db_server.log_text())
+
+    with socket.create_connection((url.host, url.port)) as connection:
+        connection.sendall(head.encode() + pack.data[: len(pack.data) // 2])
+    deadline = time.monotonic() + 10
+    while "request.client_gone" not in db_server.log_text()[log_before:]:
+        assert time.monotonic() < deadline, db_server.log_text()[log_before:]
+        time.sleep(0.05)
+
+    logged = db_server.log_text()[log_before:]
+    assert f"request.client_gone method=PUT path=/api/v1{P}/packs/{pack.name}" in logged
+    assert "Traceback" not in logged
+    assert "request.failed" not in logged
+    stored = db_server.data_dir / "objects" / pack_key("default", pack.name)
+    assert not stored.exists()
+    assert list(stored.parent.glob(".tmp-*")) == []
+    assert admin_http.get(f"{P}/datasets").status_code == 200

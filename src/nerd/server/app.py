@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from nerd import __version__, errors
 from nerd.server import db, queue
@@ -92,6 +93,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.NerdError, _nerd_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -122,6 +124,13 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     error = cls(message)
     response = JSONResponse(error.to_body(), status_code=exc.status_code)
     return response
+
+
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # A client killed or cut off while sending its body (an upload stopped with
+    # Ctrl-C): nothing went wrong here, and nobody reads the answer.
+    log.info("request.client_gone method=%s path=%s", request.method, request.url.path)
+    return error_response(errors.UsageError("the client went away mid-request"))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -307,3 +307,33 @@ def test_a_download_removes_temp_files_its_dead_predecessors_left(
     assert (dest / "with space" / "data.bin").read_bytes() == (
         source / "with space" / "data.bin"
     ).read_bytes()
+
+
+def test_folders_a_failed_download_leaves_have_their_own_modes(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "source"
+    (source / "shared" / "inner").mkdir(parents=True)
+    (source / "private").mkdir()
+    (source / "shared").chmod(0o755)
+    (source / "shared" / "inner").chmod(0o750)
+    (source / "private").chmod(0o700)
+    (source / "shared" / "inner" / "bad").write_text("soon corrupt")
+    manifest, chunks = snapshot(source)
+    bad = next(e for e in manifest.entries if e.path.endswith("bad"))
+    chunks[bad.chunks[0].sha256] = b"other bytes!"
+    old_umask = os.umask(0o022)
+    try:
+        with pytest.raises(IntegrityError):
+            _unpack(manifest, chunks, tmp_path / "copy")
+    finally:
+        os.umask(old_umask)
+
+    def mode(path: str) -> int:
+        return stat.S_IMODE((tmp_path / "copy" / path).stat().st_mode)
+
+    assert (mode("shared"), mode("shared/inner"), mode("private")) == (
+        0o755,
+        0o750,
+        0o700,
+    )

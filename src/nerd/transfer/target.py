@@ -72,7 +72,9 @@ class Target:
             os.close(self._dirs.popitem(last=False)[1])
         return fd
 
-    def make_dir(self, path: str, *, no_clobber: bool) -> tuple[str, bool]:
+    def make_dir(
+        self, path: str, *, no_clobber: bool, mode: int = 0o700
+    ) -> tuple[str, bool]:
         """Create the folder (or reuse a real one); return its disk path and whether
         it was created. A file or link in the way gives a ``name_(n)`` folder."""
         parent, name = _split(path)
@@ -81,7 +83,7 @@ class Target:
             return path, False
         for candidate in _candidates(name, is_dir=True):
             try:
-                os.mkdir(candidate, 0o700, dir_fd=parent_fd)
+                os.mkdir(candidate, mode, dir_fd=parent_fd)
                 return _join(parent, candidate), True
             except FileExistsError:
                 self._refuse_if_no_clobber(no_clobber, path)

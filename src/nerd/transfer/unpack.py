@@ -224,8 +224,11 @@ class _Writer:
 
     def _make_dir(self, path: str, entry: ManifestEntry | None) -> None:
         parent, name = self._disk_parent(path)
+        # Made with its own mode bits from the start, writable by its owner until
+        # the end: a download killed before then leaves the folder nearly right.
+        mode = (0o755 if entry is None else entry.mode & 0o777) | 0o700
         disk_path, is_new = self.target.make_dir(
-            _join(parent, name), no_clobber=self.no_clobber
+            _join(parent, name), no_clobber=self.no_clobber, mode=mode
         )
         self.dirs[path] = disk_path
         if is_new:

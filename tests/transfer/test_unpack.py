@@ -337,3 +337,38 @@ def test_folders_a_failed_download_leaves_have_their_own_modes(
         0o750,
         0o700,
     )
+
+
+def test_no_clobber_writes_nothing_when_any_name_is_taken(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    (source / "sub").mkdir(parents=True)
+    for name in ("first.txt", "second.txt", "sub/inner.txt"):
+        (source / name).write_text(f"new {name}")
+    manifest, chunks = snapshot(source)
+    dest = tmp_path / "copy"
+    (dest / "sub").mkdir(parents=True)
+    (dest / "sub" / "inner.txt").write_text("old")
+
+    with pytest.raises(ConflictError, match=r"copy/sub/inner.txt already exists"):
+        _unpack(manifest, chunks, dest, no_clobber=True)
+
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == [
+        "sub",
+        "sub/inner.txt",
+    ]
+    assert (dest / "sub" / "inner.txt").read_text() == "old"
+
+
+def test_no_clobber_merges_into_folders_that_exist(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "new.txt").write_text("new")
+    manifest, chunks = snapshot(source)
+    dest = tmp_path / "copy"
+    (dest / "sub").mkdir(parents=True)
+    (dest / "sub" / "mine.txt").write_text("mine")
+
+    _unpack(manifest, chunks, dest, no_clobber=True)
+
+    assert (dest / "sub" / "new.txt").read_text() == "new"
+    assert (dest / "sub" / "mine.txt").read_text() == "mine"

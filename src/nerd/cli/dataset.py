@@ -108,7 +108,8 @@ def download(source: str, target: Path, no_clobber: bool) -> None:
     queue q-… or workload w-…, one sub-folder per task.
 
     Nothing in DIR is ever overwritten: a file whose name is taken is written as
-    name_(1).ext, name_(2).ext, … unless --no-clobber makes that an error.
+    name_(1).ext, name_(2).ext, … unless --no-clobber makes that an error, before
+    anything is written.
     """
     state = get_state()
     client = state.client()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from nerd.errors import IntegrityError
+from nerd.errors import ConflictError, IntegrityError
 from nerd.models import ChunkRef, EntryType, Manifest, ManifestEntry
 from nerd.transfer.direct import DirectWriter, write_all
 from nerd.transfer.manifest import validate_manifest
@@ -119,6 +119,8 @@ def unpack(
     Chunks are asked of ``source`` in batches of about ``batch_bytes``.
     """
     validate_manifest(manifest)
+    if no_clobber:
+        _refuse_clashes(manifest.entries, dest)
     with Target(dest) as target:
         writer = _Writer(target, dataset_id, no_clobber, progress, batch_bytes)
         writer.make_dirs(manifest.entries)
@@ -128,6 +130,21 @@ def unpack(
         writer.make_links([e for e in manifest.entries if e.type == EntryType.SYMLINK])
         writer.finish_dirs()
     log.info("dataset.unpacked dataset=%s dest=%s", dataset_id, dest)
+
+
+def _refuse_clashes(entries: list[ManifestEntry], dest: Path) -> None:
+    """For ``no_clobber``: refuse before writing anything if a name is taken.
+
+    Only a first look, to write nothing at all in the common case; the writes
+    themselves still never replace anything, whatever appears meanwhile.
+    """
+    for entry in entries:
+        path = dest / entry.path
+        if not os.path.lexists(path):
+            continue
+        is_real_dir = path.is_dir() and not path.is_symlink()
+        if entry.type != EntryType.DIR or not is_real_dir:
+            raise ConflictError(f"{path} already exists; refusing to overwrite it")
 
 
 class _ChunkFeed:

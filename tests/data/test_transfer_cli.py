@@ -141,9 +141,16 @@ def test_skip_bad_links_uploads_the_rest_and_warns(
     (source / "data.txt").write_text("data")
     (source / "bad").symlink_to("missing")
 
-    dataset_id = cli.upload(source, "--skip-bad-links")
+    uploaded = cli("--output", "json", "upload", str(source), "--skip-bad-links")
+    dataset_id = json.loads(uploaded.stdout)["id"]
     done = cli("download", dataset_id, str(tmp_path / "copy"))
 
+    assert uploaded.exit_code == 0, uploaded.stderr
+    assert (
+        f"nerd: left out: the symlink {source / 'bad'} dangles or loops: 'missing'\n"
+        in uploaded.stderr
+    )
+    assert "WARNING" not in uploaded.stderr
     assert done.exit_code == 0, done.stderr
     assert sorted(os.listdir(tmp_path / "copy")) == ["data.txt"]
 

@@ -82,6 +82,8 @@ def upload(
     printer = state.printer()
     # Checked first: a folder that cannot be uploaded leaves no empty dataset.
     walked = data.check_folder(folder, skip_bad_links=skip_bad_links)
+    for _, reason in walked.skipped_links:
+        printer.message(f"nerd: left out: {reason}")
     dataset_id = resume or data.create(name=name or folder.resolve().name).id
     printer.message(f"Uploading dataset with ID '{dataset_id}'")
     with printer.progress("upload") as progress:

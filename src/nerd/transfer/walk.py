@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,6 +32,8 @@ class WalkedFolder:
     entries: list[ManifestEntry]
     file_stats: dict[str, os.stat_result]
     skip_bad_links: bool
+    # The links ``skip_bad_links`` left out: their path, and why.
+    skipped_links: list[tuple[str, str]] = field(default_factory=list)
 
 
 def walk(root: Path, *, skip_bad_links: bool = False) -> list[ManifestEntry]:
@@ -53,7 +55,9 @@ def walk_folder(root: Path, *, skip_bad_links: bool = False) -> WalkedFolder:
     walker = _Walk(real_root, skip_bad_links)
     walker.folder(real_root, "")
     validate_paths(walker.entries)
-    return WalkedFolder(real_root, walker.entries, walker.file_stats, skip_bad_links)
+    return WalkedFolder(
+        real_root, walker.entries, walker.file_stats, skip_bad_links, walker.skipped
+    )
 
 
 class _Walk:
@@ -62,6 +66,7 @@ class _Walk:
         self.skip_bad_links = skip_bad_links
         self.entries: list[ManifestEntry] = []
         self.file_stats: dict[str, os.stat_result] = {}
+        self.skipped: list[tuple[str, str]] = []
 
     def folder(self, folder: Path, prefix: str) -> None:
         _walk_folder(self, folder, prefix)
@@ -73,7 +78,8 @@ class _Walk:
         except UsageError as exc:
             if not (self.skip_bad_links and os.path.islink(item.path)):
                 raise
-            log.warning("upload.link_skipped path=%s reason=%s", item.path, exc.message)
+            log.info("upload.link_skipped path=%s reason=%s", item.path, exc.message)
+            self.skipped.append((item.path, exc.message))
             return None
         self.entries.append(entry)
         if entry.type == EntryType.FILE:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sqlite3
+import subprocess
 import threading
 import unicodedata
 from collections.abc import Callable
@@ -318,3 +321,76 @@ def test_a_commit_with_a_device_entry_is_refused(server: RunningServer) -> None:
     assert "the manifest is not valid: entries.0.type" in error_of(
         response, 400, "usage"
     )
+
+
+# --- uploading a folder again after a killed upload -----------------------------------
+
+
+def _killed_upload(cli: NerdCli, folder: Path, name: str) -> str:
+    """An uploading dataset, recorded as a killed CLI upload of ``folder`` would
+    leave it: its process is gone."""
+    with admin_client(cli.server) as admin:
+        answer = admin.post("/projects/default/datasets", json={"name": name})
+    dataset_id: str = answer.json()["id"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    place = f"{cli.server.url}\ndefault\n{folder.resolve()}"
+    (cli.home / ".nerd" / "cache").mkdir(parents=True, exist_ok=True)
+    record = sqlite3.connect(cli.home / ".nerd" / "cache" / "uploads.sqlite")
+    with record:
+        record.execute(
+            "CREATE TABLE IF NOT EXISTS uploads (place TEXT PRIMARY KEY, "
+            "dataset_id TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL)"
+        )
+        record.execute(
+            "INSERT INTO uploads VALUES (?, ?, ?, ?)",
+            (place, dataset_id, name, f"{socket.gethostname()}/{gone.pid}"),
+        )
+    record.close()
+    return dataset_id
+
+
+def _statuses(cli: NerdCli) -> dict[str, str]:
+    listed = json.loads(cli("--output", "json", "dataset", "list").stdout)
+    return {d["id"]: d["status"] for d in listed}
+
+
+def test_uploading_a_folder_again_finishes_its_killed_upload(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.bin").write_bytes(os.urandom(300_000))
+    killed_id = _killed_upload(cli, source, "source")
+
+    done = cli("--output", "json", "upload", str(source))
+    again = cli("--output", "json", "upload", str(source))
+
+    assert done.exit_code == 0, done.stderr
+    assert f"Resuming the upload of dataset '{killed_id}'" in done.stderr
+    assert json.loads(done.stdout)["id"] == killed_id
+    # Finished, it is forgotten: the next upload is a dataset of its own.
+    again_id = json.loads(again.stdout)["id"]
+    assert again_id != killed_id
+    assert "Uploading dataset with ID" in again.stderr
+    statuses = _statuses(cli)
+    assert (statuses[killed_id], statuses[again_id]) == ("ready", "ready")
+
+
+def test_a_killed_upload_is_not_continued_under_another_name_or_once_deleted(
+    cli: NerdCli, tmp_path: Path
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "data.bin").write_bytes(os.urandom(1000))
+    renamed_id = _killed_upload(cli, source, "source")
+    other = cli("--output", "json", "upload", str(source), "--name", "other")
+    deleted_id = _killed_upload(cli, source, "source")
+    assert cli("dataset", "delete", deleted_id).exit_code == 0
+
+    fresh = cli("--output", "json", "upload", str(source))
+
+    assert json.loads(other.stdout)["id"] != renamed_id
+    assert _statuses(cli)[renamed_id] == "uploading"
+    assert fresh.exit_code == 0, fresh.stderr
+    assert json.loads(fresh.stdout)["id"] not in (renamed_id, deleted_id)

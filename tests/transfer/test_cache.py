@@ -1,12 +1,15 @@
-"""The local chunk cache: an unchanged file is not read again, a changed one is."""
+"""The local chunk cache: an unchanged file is not read again, a changed one is;
+and the record of uploads a killed process left unfinished."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 from nerd.models import ChunkRef
-from nerd.transfer.cache import ChunkCache, file_identity
+from nerd.transfer.cache import ChunkCache, UnfinishedUploads, file_identity
 from nerd.transfer.pack import Pack
 from nerd.transfer.upload import upload_folder
 
@@ -86,3 +89,26 @@ def test_a_changed_file_is_read_again_despite_the_cache(tmp_path: Path) -> None:
     (ref,) = again.manifest.entries[0].chunks
     assert not again.is_from_cache
     assert ref.sha256 in sink.held
+
+
+def test_an_unfinished_upload_is_offered_only_once_its_process_is_gone(
+    tmp_path: Path,
+) -> None:
+    uploads = UnfinishedUploads(tmp_path / "uploads.sqlite")
+    uploads.start("server\ndefault\n/data", "d-00000001", "data")  # this process
+    assert uploads.find("server\ndefault\n/data", "data") is None
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    uploads._db.execute(  # as a killed upload leaves it
+        "UPDATE uploads SET owner = ?", (f"{socket.gethostname()}/{gone.pid}",)
+    )
+    assert uploads.find("server\ndefault\n/data", "data") == "d-00000001"
+    assert uploads.find("server\ndefault\n/data", "other name") is None
+    assert uploads.find("server\nother\n/data", "data") is None
+
+    uploads._db.execute("UPDATE uploads SET owner = 'elsewhere/1'")
+    assert uploads.find("server\ndefault\n/data", "data") is None  # may be running
+
+    uploads.finish("server\ndefault\n/data", "d-00000001")
+    assert uploads._db.execute("SELECT count(*) FROM uploads").fetchone() == (0,)

@@ -1,13 +1,17 @@
 """``nerd dataset …`` and the top-level ``nerd upload`` / ``nerd download``.
 
 An upload prints the new dataset's id on stderr before the first byte goes out, so an
-interrupted upload can be resumed with ``--resume d-…``. A download takes a dataset id,
+interrupted upload can be resumed with ``--resume d-…``; uploading the same folder
+again resumes it too (``~/.nerd/cache/uploads.sqlite`` remembers which dataset a
+killed upload left behind). A download takes a dataset id,
 a task id (that task's output) or a queue id (every task's output, one sub-folder per
 task).
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,9 +21,14 @@ from nerd.cli.context import NerdGroup, State, get_state
 from nerd.cli.output import Printer
 from nerd.cli.params import DATASET_ID, DOWNLOADABLE_ID
 from nerd.errors import NotFoundError, UsageError
+from nerd.models import DatasetStatus
 
 if TYPE_CHECKING:
     from nerd.client import Client
+    from nerd.client.data import DataClient
+    from nerd.transfer.cache import UnfinishedUploads
+
+log = logging.getLogger(__name__)
 
 DATASET_COLUMNS = [
     ("id", "ID"),
@@ -74,6 +83,7 @@ def upload(
 
     Only chunks the server lacks are sent, and files unchanged since an earlier
     upload are not read again (a cache in ~/.nerd/cache, or $NERD_CACHE_DIR).
+    Uploading a folder again after its upload was killed finishes that dataset.
     """
     from nerd.client.data import default_cache_path
 
@@ -84,8 +94,17 @@ def upload(
     walked = data.check_folder(folder, skip_bad_links=skip_bad_links)
     for _, reason in walked.skipped_links:
         printer.message(f"nerd: left out: {reason}")
-    dataset_id = resume or data.create(name=name or folder.resolve().name).id
-    printer.message(f"Uploading dataset with ID '{dataset_id}'")
+    name = name or folder.resolve().name
+    unfinished = _open_unfinished(default_cache_path().with_name("uploads.sqlite"))
+    place = f"{data.api.endpoint}\n{data.project}\n{walked.root}"
+    dataset_id = resume or _unfinished_upload(data, unfinished, place, name)
+    if dataset_id is None:
+        dataset_id = data.create(name=name).id
+        printer.message(f"Uploading dataset with ID '{dataset_id}'")
+    else:
+        printer.message(f"Resuming the upload of dataset '{dataset_id}'")
+    if unfinished is not None:
+        unfinished.start(place, dataset_id, name)
     with printer.progress("upload") as progress:
         dataset = data.upload(
             folder,
@@ -94,7 +113,34 @@ def upload(
             cache=default_cache_path(),
             walked=walked,
         )
+    if unfinished is not None:
+        unfinished.finish(place, dataset_id)
     printer.value("id", dataset.id, dataset)
+
+
+def _open_unfinished(path: Path) -> UnfinishedUploads | None:
+    """The record of unfinished uploads; None where it cannot be kept."""
+    from nerd.transfer.cache import UnfinishedUploads
+
+    try:
+        return UnfinishedUploads(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("upload.unfinished_unavailable path=%s error=%s", path, exc)
+        return None
+
+
+def _unfinished_upload(
+    data: DataClient, unfinished: UnfinishedUploads | None, place: str, name: str
+) -> str | None:
+    """The dataset a killed upload of the same folder left uploading, if any."""
+    found = unfinished.find(place, name) if unfinished is not None else None
+    if found is None:
+        return None
+    try:
+        dataset = data.describe(found)
+    except NotFoundError:
+        return None  # deleted since
+    return found if dataset.status == DatasetStatus.UPLOADING else None
 
 
 @click.command("download")

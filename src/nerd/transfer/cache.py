@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -104,3 +105,79 @@ def open_cache(path: Path) -> ChunkCache | None:
     except (OSError, sqlite3.Error) as exc:
         log.warning("upload.cache_unavailable path=%s error=%s", path, exc)
         return None
+
+
+_UPLOADS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    place TEXT PRIMARY KEY,
+    dataset_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL
+)
+"""
+
+
+class UnfinishedUploads:
+    """The uploads this user started and has not finished, by server, project and
+    folder, so that uploading a folder again continues its killed upload.
+
+    An upload is recorded with the host and pid of the process running it; one
+    whose process is still alive is not offered, so two uploads of one folder at
+    once each keep their own dataset.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, timeout=30.0)
+        self._db.execute(_UPLOADS_SCHEMA)
+
+    def find(self, place: str, name: str) -> str | None:
+        """The dataset of an earlier upload to ``place`` named ``name``, whose
+        process is gone; None if there is none."""
+        row = self._db.execute(
+            "SELECT dataset_id, name, owner FROM uploads WHERE place = ?", (place,)
+        ).fetchone()
+        if row is None or row[1] != name or _is_running(row[2]):
+            return None
+        return str(row[0])
+
+    def start(self, place: str, dataset_id: str, name: str) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)",
+            (place, dataset_id, name, _this_process()),
+        )
+
+    def finish(self, place: str, dataset_id: str) -> None:
+        self._write(
+            "DELETE FROM uploads WHERE place = ? AND dataset_id = ?",
+            (place, dataset_id),
+        )
+
+    def _write(self, statement: str, values: tuple[str, ...]) -> None:
+        # Only bookkeeping: an upload goes on without it (and --resume still works).
+        try:
+            with self._db:
+                self._db.execute(statement, values)
+        except sqlite3.Error as exc:
+            log.warning("upload.unfinished_not_saved error=%s", exc)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def _is_running(owner: str) -> bool:
+    host, _, pid = owner.rpartition("/")
+    if host != socket.gethostname():
+        return True  # another host's: it may well be running
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import sqlite3
 import subprocess
 import threading
 import unicodedata
@@ -17,6 +15,8 @@ import pytest
 from cli_data_helpers import NerdCli, diff_r, listing, logged_in_cli, stored_packs
 
 from helpers import RunningServer, admin_client, error_of, mounted_tmpfs
+from nerd.transfer.cache import UnfinishedUploads
+from nerd.transfer.owners import HOST_TAG
 
 NFC = unicodedata.normalize("NFC", "café")
 NFD = unicodedata.normalize("NFD", "café")
@@ -332,21 +332,17 @@ def _killed_upload(cli: NerdCli, folder: Path, name: str) -> str:
     with admin_client(cli.server) as admin:
         answer = admin.post("/projects/default/datasets", json={"name": name})
     dataset_id: str = answer.json()["id"]
+    place = f"{cli.server.url}\ndefault\n{folder.resolve()}"
+    uploads = UnfinishedUploads(cli.home / ".nerd" / "cache" / "uploads.sqlite")
+    uploads.start(place, dataset_id, name)
     gone = subprocess.Popen(["true"])
     gone.wait()
-    place = f"{cli.server.url}\ndefault\n{folder.resolve()}"
-    (cli.home / ".nerd" / "cache").mkdir(parents=True, exist_ok=True)
-    record = sqlite3.connect(cli.home / ".nerd" / "cache" / "uploads.sqlite")
-    with record:
-        record.execute(
-            "CREATE TABLE IF NOT EXISTS uploads (place TEXT PRIMARY KEY, "
-            "dataset_id TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL)"
+    with uploads._db:  # as the killed process would have left it
+        uploads._db.execute(
+            "UPDATE uploads SET owner = ? WHERE place = ?",
+            (f"{HOST_TAG}/{gone.pid}", place),
         )
-        record.execute(
-            "INSERT INTO uploads VALUES (?, ?, ?, ?)",
-            (place, dataset_id, name, f"{socket.gethostname()}/{gone.pid}"),
-        )
-    record.close()
+    uploads.close()
     return dataset_id
 
 

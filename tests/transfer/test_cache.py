@@ -4,12 +4,12 @@ and the record of uploads a killed process left unfinished."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 from nerd.models import ChunkRef
 from nerd.transfer.cache import ChunkCache, UnfinishedUploads, file_identity
+from nerd.transfer.owners import HOST_TAG
 from nerd.transfer.pack import Pack
 from nerd.transfer.upload import upload_folder
 
@@ -101,7 +101,7 @@ def test_an_unfinished_upload_is_offered_only_once_its_process_is_gone(
     gone = subprocess.Popen(["true"])
     gone.wait()
     uploads._db.execute(  # as a killed upload leaves it
-        "UPDATE uploads SET owner = ?", (f"{socket.gethostname()}/{gone.pid}",)
+        "UPDATE uploads SET owner = ?", (f"{HOST_TAG}/{gone.pid}",)
     )
     assert uploads.find("server\ndefault\n/data", "data") == "d-00000001"
     assert uploads.find("server\ndefault\n/data", "other name") is None

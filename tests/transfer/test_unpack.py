@@ -12,7 +12,7 @@ from transfer_helpers import snapshot
 
 from nerd.errors import ConflictError, IntegrityError, UnsafePathError
 from nerd.models import ChunkRef, Manifest, ManifestEntry
-from nerd.transfer import target as target_module
+from nerd.transfer.owners import HOST_TAG
 from nerd.transfer.target import Target
 from nerd.transfer.unpack import MemoryChunkSource, plan_batches, unpack
 
@@ -285,7 +285,7 @@ def test_a_download_removes_temp_files_its_dead_predecessors_left(
     manifest, chunks = snapshot(source)
     dest = tmp_path / "dest"
     (dest / "with space").mkdir(parents=True)
-    host = target_module._HOST_TAG
+    host = HOST_TAG
     left_behind = [
         dest / f".nerd-tmp-{host}-{_dead_pid()}-{'a' * 16}",
         dest / "with space" / f".nerd-tmp-{host}-{_dead_pid()}-{'b' * 16}",

@@ -10,8 +10,6 @@ task).
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +25,6 @@ if TYPE_CHECKING:
     from nerd.client import Client
     from nerd.client.data import DataClient
     from nerd.transfer.cache import UnfinishedUploads
-
-log = logging.getLogger(__name__)
 
 DATASET_COLUMNS = [
     ("id", "ID"),
@@ -95,7 +91,11 @@ def upload(
     for _, reason in walked.skipped_links:
         printer.message(f"nerd: left out: {reason}")
     name = name or folder.resolve().name
-    unfinished = _open_unfinished(default_cache_path().with_name("uploads.sqlite"))
+    from nerd.transfer.cache import open_unfinished_uploads
+
+    unfinished = open_unfinished_uploads(
+        default_cache_path().with_name("uploads.sqlite")
+    )
     place = f"{data.api.endpoint}\n{data.project}\n{walked.root}"
     dataset_id = resume or _unfinished_upload(data, unfinished, place, name)
     if dataset_id is None:
@@ -103,30 +103,23 @@ def upload(
         printer.message(f"Uploading dataset with ID '{dataset_id}'")
     else:
         printer.message(f"Resuming the upload of dataset '{dataset_id}'")
-    if unfinished is not None:
-        unfinished.start(place, dataset_id, name)
-    with printer.progress("upload") as progress:
-        dataset = data.upload(
-            folder,
-            dataset=dataset_id,
-            progress=progress,
-            cache=default_cache_path(),
-            walked=walked,
-        )
-    if unfinished is not None:
-        unfinished.finish(place, dataset_id)
-    printer.value("id", dataset.id, dataset)
-
-
-def _open_unfinished(path: Path) -> UnfinishedUploads | None:
-    """The record of unfinished uploads; None where it cannot be kept."""
-    from nerd.transfer.cache import UnfinishedUploads
-
     try:
-        return UnfinishedUploads(path)
-    except (OSError, sqlite3.Error) as exc:
-        log.warning("upload.unfinished_unavailable path=%s error=%s", path, exc)
-        return None
+        if unfinished is not None:
+            unfinished.start(place, dataset_id, name)
+        with printer.progress("upload") as progress:
+            dataset = data.upload(
+                folder,
+                dataset=dataset_id,
+                progress=progress,
+                cache=default_cache_path(),
+                walked=walked,
+            )
+        if unfinished is not None:
+            unfinished.finish(place, dataset_id)
+    finally:
+        if unfinished is not None:
+            unfinished.close()
+    printer.value("id", dataset.id, dataset)
 
 
 def _unfinished_upload(

@@ -13,11 +13,11 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import sqlite3
 from pathlib import Path
 
 from nerd.models import ChunkRef
+from nerd.transfer.owners import is_gone, this_process
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +137,17 @@ class UnfinishedUploads:
         row = self._db.execute(
             "SELECT dataset_id, name, owner FROM uploads WHERE place = ?", (place,)
         ).fetchone()
-        if row is None or row[1] != name or _is_running(row[2]):
+        if row is None or row[1] != name:
+            return None
+        host_tag, _, pid = str(row[2]).partition("/")
+        if not pid.isdigit() or not is_gone(host_tag, int(pid)):
             return None
         return str(row[0])
 
     def start(self, place: str, dataset_id: str, name: str) -> None:
         self._write(
             "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)",
-            (place, dataset_id, name, _this_process()),
+            (place, dataset_id, name, this_process()),
         )
 
     def finish(self, place: str, dataset_id: str) -> None:
@@ -166,18 +169,10 @@ class UnfinishedUploads:
             self._db.close()
 
 
-def _this_process() -> str:
-    return f"{socket.gethostname()}/{os.getpid()}"
-
-
-def _is_running(owner: str) -> bool:
-    host, _, pid = owner.rpartition("/")
-    if host != socket.gethostname():
-        return True  # another host's: it may well be running
+def open_unfinished_uploads(path: Path) -> UnfinishedUploads | None:
+    """The record at ``path``, or None (and a warning) if it cannot be opened."""
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
+        return UnfinishedUploads(path)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("upload.unfinished_unavailable path=%s error=%s", path, exc)
+        return None

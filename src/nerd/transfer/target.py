@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import re
 import secrets
-import socket
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from nerd.errors import ConflictError, UnsafePathError
+from nerd.transfer.owners import HOST_TAG, is_gone
 
 log = logging.getLogger(__name__)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _CACHED_DIRS = 32
 _TEMP_PREFIX = ".nerd-tmp-"
-# ".nerd-tmp-<host>-<pid>-<random>"; the host as a short hash of its name.
+# ".nerd-tmp-<host tag>-<pid>-<random>".
 _TEMP_NAME = re.compile(
     rf"^{re.escape(_TEMP_PREFIX)}(?P<host>[0-9a-f]{{8}})-(?P<pid>[0-9]+)-[0-9a-f]{{16}}$"
 )
-_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _MAX_CLASHES = 10_000
 NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
 _LINK_UNSUPPORTED = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP}
@@ -100,7 +98,7 @@ class Target:
         if folder not in self._swept:
             self._swept.add(folder)
             _remove_stale_temps(folder_fd)
-        name = f"{_TEMP_PREFIX}{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(8)}"
+        name = f"{_TEMP_PREFIX}{HOST_TAG}-{os.getpid()}-{secrets.token_hex(8)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         return os.open(name, flags, 0o600, dir_fd=folder_fd), name
 
@@ -177,23 +175,11 @@ def _remove_stale_temps(dir_fd: int) -> None:
         names = [entry.name for entry in listing if entry.name.startswith(_TEMP_PREFIX)]
     for name in names:
         match = _TEMP_NAME.match(name)
-        if match is None or match["host"] != _HOST_TAG:
-            continue  # an older name, or another host's: its writer may be alive
-        if _is_alive(int(match["pid"])):
-            continue
+        if match is None or not is_gone(match["host"], int(match["pid"])):
+            continue  # an older name, or a writer that may be alive
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=dir_fd)
         log.info("download.stale_temp_removed name=%s", name)
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _move_no_replace(dir_fd: int, temp: str, name: str) -> bool:

@@ -29,16 +29,16 @@ class LocalStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def put(self, key: str, chunks: Iterable[bytes]) -> int:
-        writer = self.open_writer(key)
+        writer = self._open_writer(key)
         try:
             for chunk in chunks:
                 writer.write(chunk)
+            return writer.commit()
         except BaseException:
             writer.abort()
             raise
-        return writer.commit()
 
-    def open_writer(self, key: str) -> LocalWriter:
+    def _open_writer(self, key: str) -> LocalWriter:
         path = self._path(key)
         with _full_disk_as_error(self.root, key):
             _make_dirs(self.root, path.parent)
@@ -91,32 +91,24 @@ class LocalWriter:
         self._out = DirectWriter(self._fd)
 
     def write(self, data: bytes) -> None:
-        try:
-            with _full_disk_as_error(self._root, self._key):
-                self._out.write(data)
-        except BaseException:
-            self.abort()
-            raise
+        with _full_disk_as_error(self._root, self._key):
+            self._out.write(data)
         self.size_bytes += len(data)
 
     def commit(self) -> int:
         """Make the object durable under its key; return its size in bytes."""
-        try:
-            with _full_disk_as_error(self._root, self._key):
-                self._out.finish()
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
-                os.replace(self._temp, self._path)
-                _fsync_dir(self._path.parent)
-        except BaseException:
-            self.abort()
-            raise
+        with _full_disk_as_error(self._root, self._key):
+            self._out.finish()
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self._temp, self._path)
+            _fsync_dir(self._path.parent)
         log.debug("object.stored key=%s size_bytes=%d", self._key, self.size_bytes)
         return self.size_bytes
 
     def abort(self) -> None:
-        """Drop what was written; the key is left as it was. Safe to call twice."""
+        """Drop what was written; the key is left as it was (or as commit left it)."""
         self._out.close()
         if self._fd >= 0:
             os.close(self._fd)

@@ -91,24 +91,42 @@ def test_a_changed_file_is_read_again_despite_the_cache(tmp_path: Path) -> None:
     assert ref.sha256 in sink.held
 
 
+def _left_by_a_killed_process(uploads: UnfinishedUploads) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with uploads._db:  # as a killed upload leaves it
+        uploads._db.execute("UPDATE uploads SET owner = ?", (f"{HOST_TAG}/{gone.pid}",))
+
+
 def test_an_unfinished_upload_is_offered_only_once_its_process_is_gone(
     tmp_path: Path,
 ) -> None:
     uploads = UnfinishedUploads(tmp_path / "uploads.sqlite")
     uploads.start("server\ndefault\n/data", "d-00000001", "data")  # this process
-    assert uploads.find("server\ndefault\n/data", "data") is None
+    assert uploads.claim("server\ndefault\n/data", "data") is None
 
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    uploads._db.execute(  # as a killed upload leaves it
-        "UPDATE uploads SET owner = ?", (f"{HOST_TAG}/{gone.pid}",)
-    )
-    assert uploads.find("server\ndefault\n/data", "data") == "d-00000001"
-    assert uploads.find("server\ndefault\n/data", "other name") is None
-    assert uploads.find("server\nother\n/data", "data") is None
+    _left_by_a_killed_process(uploads)
+    assert uploads.claim("server\ndefault\n/data", "other name") is None
+    assert uploads.claim("server\nother\n/data", "data") is None
+    assert uploads.claim("server\ndefault\n/data", "data") == "d-00000001"
+    # Taken over: a second upload that finds it too does not get it as well.
+    assert uploads.claim("server\ndefault\n/data", "data") is None
 
     uploads._db.execute("UPDATE uploads SET owner = 'elsewhere/1'")
-    assert uploads.find("server\ndefault\n/data", "data") is None  # may be running
+    assert uploads.claim("server\ndefault\n/data", "data") is None  # may be running
 
     uploads.finish("server\ndefault\n/data", "d-00000001")
     assert uploads._db.execute("SELECT count(*) FROM uploads").fetchone() == (0,)
+
+
+def test_an_upload_under_another_name_keeps_the_killed_one_on_record(
+    tmp_path: Path,
+) -> None:
+    uploads = UnfinishedUploads(tmp_path / "uploads.sqlite")
+    uploads.start("server\ndefault\n/data", "d-00000001", "data")
+    _left_by_a_killed_process(uploads)
+
+    uploads.start("server\ndefault\n/data", "d-00000002", "other")
+    uploads.finish("server\ndefault\n/data", "d-00000002")
+
+    assert uploads.claim("server\ndefault\n/data", "data") == "d-00000001"

@@ -126,7 +126,7 @@ def _unfinished_upload(
     data: DataClient, unfinished: UnfinishedUploads | None, place: str, name: str
 ) -> str | None:
     """The dataset a killed upload of the same folder left uploading, if any."""
-    found = unfinished.find(place, name) if unfinished is not None else None
+    found = unfinished.claim(place, name) if unfinished is not None else None
     if found is None:
         return None
     try:

@@ -109,17 +109,18 @@ def open_cache(path: Path) -> ChunkCache | None:
 
 _UPLOADS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
-    place TEXT PRIMARY KEY,
-    dataset_id TEXT NOT NULL,
+    place TEXT NOT NULL,
     name TEXT NOT NULL,
-    owner TEXT NOT NULL
+    dataset_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (place, name)
 )
 """
 
 
 class UnfinishedUploads:
-    """The uploads this user started and has not finished, by server, project and
-    folder, so that uploading a folder again continues its killed upload.
+    """The uploads this user started and has not finished, by server, project,
+    folder and name, so that uploading a folder again continues its killed upload.
 
     An upload is recorded with the host and pid of the process running it; one
     whose process is still alive is not offered, so two uploads of one folder at
@@ -131,23 +132,31 @@ class UnfinishedUploads:
         self._db = sqlite3.connect(path, timeout=30.0)
         self._db.execute(_UPLOADS_SCHEMA)
 
-    def find(self, place: str, name: str) -> str | None:
-        """The dataset of an earlier upload to ``place`` named ``name``, whose
-        process is gone; None if there is none."""
+    def claim(self, place: str, name: str) -> str | None:
+        """Take over the dataset of an earlier upload to ``place`` named ``name``
+        whose process is gone; None if there is none, or another process took it
+        first."""
         row = self._db.execute(
-            "SELECT dataset_id, name, owner FROM uploads WHERE place = ?", (place,)
+            "SELECT dataset_id, owner FROM uploads WHERE place = ? AND name = ?",
+            (place, name),
         ).fetchone()
-        if row is None or row[1] != name:
+        if row is None:
             return None
-        host_tag, _, pid = str(row[2]).partition("/")
+        dataset_id, owner = str(row[0]), str(row[1])
+        host_tag, _, pid = owner.partition("/")
         if not pid.isdigit() or not is_gone(host_tag, int(pid)):
             return None
-        return str(row[0])
+        # Only if still the dead owner's: of two uploads that found it, one wins.
+        taken = self._write(
+            "UPDATE uploads SET owner = ? WHERE place = ? AND name = ? AND owner = ?",
+            (this_process(), place, name, owner),
+        )
+        return dataset_id if taken else None
 
     def start(self, place: str, dataset_id: str, name: str) -> None:
         self._write(
             "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?)",
-            (place, dataset_id, name, this_process()),
+            (place, name, dataset_id, this_process()),
         )
 
     def finish(self, place: str, dataset_id: str) -> None:
@@ -156,13 +165,15 @@ class UnfinishedUploads:
             (place, dataset_id),
         )
 
-    def _write(self, statement: str, values: tuple[str, ...]) -> None:
-        # Only bookkeeping: an upload goes on without it (and --resume still works).
+    def _write(self, statement: str, values: tuple[str, ...]) -> bool:
+        """Run ``statement``; whether it changed a row. Only bookkeeping: an upload
+        goes on without it (and ``--resume`` still works)."""
         try:
             with self._db:
-                self._db.execute(statement, values)
+                return self._db.execute(statement, values).rowcount > 0
         except sqlite3.Error as exc:
             log.warning("upload.unfinished_not_saved error=%s", exc)
+            return False
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -86,6 +86,9 @@ class WebDriver:
             "POST", "/session", {"capabilities": {"alwaysMatch": capabilities}}
         )
         self.session = answer["sessionId"]
+        # Finding an element waits for it: a click that submits a form returns
+        # before the next page is there.
+        self._session_call("POST", "/timeouts", {"implicit": 20_000})
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 20
@@ -152,6 +155,24 @@ class WebDriver:
 
 def has_chromium() -> bool:
     return CHROMIUM.exists() and shutil.which(str(CHROMEDRIVER)) is not None
+
+
+class Spawned:
+    """The nerd processes a test started; end() stops whichever still run."""
+
+    def __init__(self) -> None:
+        self._processes: list[subprocess.Popen[str]] = []
+
+    def __call__(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+        process = spawn_nerd(args, env)
+        self._processes.append(process)
+        return process
+
+    def end(self) -> None:
+        for process in self._processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
 
 
 def spawn_nerd(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

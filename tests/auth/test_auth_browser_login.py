@@ -17,11 +17,11 @@ import pytest
 from auth_helpers import (
     ALICE,
     NerdRunner,
+    Spawned,
     WebDriver,
     env_without_browser,
     has_chromium,
     read_login_url,
-    spawn_nerd,
 )
 
 from helpers import RunningServer, error_of, free_port
@@ -47,6 +47,14 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     driver.stop()
 
 
+@pytest.fixture
+def spawn_nerd() -> Iterator[Spawned]:
+    """Start nerd in the background; what a failed test left running is ended."""
+    spawned = Spawned()
+    yield spawned
+    spawned.end()
+
+
 def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
     _, stderr = process.communicate(timeout=60)
     return process.returncode, stderr
@@ -59,6 +67,7 @@ def test_browser_login_in_chromium_logs_in_and_lands_on_the_success_page(
     chromium: WebDriver,
     nerd: NerdRunner,
     home: Path,
+    spawn_nerd: Spawned,
 ) -> None:
     process = spawn_nerd(["login", "--browser"], env_without_browser())
     url = read_login_url(process)
@@ -83,6 +92,7 @@ def test_a_wrong_password_in_chromium_shows_the_form_again_with_the_reason(
     browser_config: Path,
     alice_password: str,
     chromium: WebDriver,
+    spawn_nerd: Spawned,
 ) -> None:
     process = spawn_nerd(
         ["login", "--browser", "--timeout-s", "30"], env_without_browser()
@@ -103,7 +113,9 @@ def test_a_wrong_password_in_chromium_shows_the_form_again_with_the_reason(
 
 
 def test_the_login_url_is_printed_with_pkce_state_and_a_loopback_redirect(
-    browser_config: Path, server: RunningServer
+    browser_config: Path,
+    server: RunningServer,
+    spawn_nerd: Spawned,
 ) -> None:
     process = spawn_nerd(
         ["login", "--browser", "--timeout-s", "2"], env_without_browser()
@@ -159,7 +171,10 @@ def test_a_local_server_off_this_machine_is_refused(
 
 
 def test_a_callback_with_a_wrong_state_exits_4_and_stores_nothing(
-    browser_config: Path, alice_password: str, home: Path
+    browser_config: Path,
+    alice_password: str,
+    home: Path,
+    spawn_nerd: Spawned,
 ) -> None:
     process = spawn_nerd(["login", "--browser"], env_without_browser())
     url = read_login_url(process)
@@ -177,7 +192,10 @@ def test_a_callback_with_a_wrong_state_exits_4_and_stores_nothing(
 
 
 def test_the_browser_is_sent_to_the_configured_success_url(
-    browser_config: Path, alice_password: str, server: RunningServer
+    browser_config: Path,
+    alice_password: str,
+    server: RunningServer,
+    spawn_nerd: Spawned,
 ) -> None:
     document = json.loads(browser_config.read_text())
     document["auth"]["oauth_success_url"] = "https://example.org/welcome"

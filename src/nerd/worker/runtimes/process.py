@@ -20,6 +20,12 @@ and so is the folder of a session or config file kept elsewhere; the input, outp
 work folders are then bound back, so a staged input in ``~/.nerd/cache`` still shows.
 Without bwrap the staged input is only chmod'ed read-only, which stops every user but
 root, and nothing is hidden.
+
+Under bwrap the command also runs in a PID namespace of its own, behind a lifeline:
+a pipe whose only write end the worker holds. When the run ends, or the worker dies
+however hard, the pipe closes and every process left in the namespace is killed
+(see ``SANDBOX_GUARD``). Without bwrap, a task's processes outlive a worker that was
+SIGKILLed.
 """
 
 from __future__ import annotations
@@ -46,6 +52,23 @@ SIGNAL_EXIT_BASE = 128
 COMMAND_NOT_FOUND_EXIT = 127
 SANDBOX_INPUT = "/input"
 SANDBOX_OUTPUT = "/output"
+
+# The shell that runs the task's command inside bwrap's PID namespace. Its stdin is
+# the lifeline's read end, and the task's own stdin file comes by path ($1). A
+# background subshell waits for the lifeline to close, then SIGKILLs every process
+# in the namespace, even those that started sessions of their own. bwrap's
+# --die-with-parent is not enough alone: it is armed only once bwrap has set the
+# namespace up, so a worker killed while bwrap was starting left the sandbox running
+# for good. Only inside the sandbox is /proc/1 bwrap: the check keeps the kill there.
+SANDBOX_GUARD = """\
+exec 3<&0 <"$1"; shift
+(
+  read -r _ <&3
+  read -r init </proc/1/comm
+  [ "$init" = bwrap ] && kill -s KILL -- -1
+) &
+exec "$@" 3<&-
+"""
 
 
 @dataclass(frozen=True)
@@ -110,25 +133,37 @@ class ProcessRuntime:
         input_dir = spec.input_dir or paths.empty_input
         env = task_environment(spec, input_dir, paths.output)
         argv = [_resolve_command(spec.argv[0], env), *spec.argv[1:]]
-        if self.bwrap:
-            prefix = bwrap_prefix(self.bwrap, input_dir, paths.output, paths.work)
-            argv = [*prefix, *argv]
-        popen = _spawn(argv, env, paths)
+        if not self.bwrap:
+            popen = _spawn(argv, env, paths)
+            lifeline = None
+        else:
+            prefix = bwrap_prefix(self.bwrap, input_dir, paths)
+            guard = ["/bin/sh", "-c", SANDBOX_GUARD, "nerd-sandbox", str(paths.stdin)]
+            argv = [*prefix, *guard, *argv]
+            popen, lifeline = _spawn_with_lifeline(argv, env, paths)
         log.debug(
             "process started task=%s pid=%s argv=%s", spec.task_id, popen.pid, argv
         )
-        return RunningProcess(popen, paths, kill_grace_s=self.kill_grace_s)
+        return RunningProcess(
+            popen, paths, kill_grace_s=self.kill_grace_s, lifeline=lifeline
+        )
 
 
 class RunningProcess:
     """A started command: its exit code, and a kill that takes its whole group."""
 
     def __init__(
-        self, popen: subprocess.Popen[bytes], paths: RunPaths, *, kill_grace_s: float
+        self,
+        popen: subprocess.Popen[bytes],
+        paths: RunPaths,
+        *,
+        kill_grace_s: float,
+        lifeline: int | None = None,
     ) -> None:
         self._popen = popen
         self.paths = paths
         self.kill_grace_s = kill_grace_s
+        self._lifeline = lifeline
         self._exit_code: int | None = None
 
     @property
@@ -161,6 +196,9 @@ class RunningProcess:
         if self._exit_code is None:
             # Children the command left behind would keep writing to the output.
             _signal_group(self.pid, signal.SIGKILL)
+            if self._lifeline is not None:
+                os.close(self._lifeline)
+                self._lifeline = None
             self._exit_code = exit_code_of(returncode)
         return self._exit_code
 
@@ -182,9 +220,7 @@ def task_environment(
     return env
 
 
-def bwrap_prefix(
-    bwrap: str, input_dir: Path, output_dir: Path, work_dir: Path
-) -> list[str]:
+def bwrap_prefix(bwrap: str, input_dir: Path, paths: RunPaths) -> list[str]:
     """The bubblewrap command line that runs a command with the input read-only and
     the worker user's nerd files out of sight."""
     # A PID namespace: when bwrap dies (say the worker was SIGKILLed), the kernel ends
@@ -196,10 +232,11 @@ def bwrap_prefix(
         args += _hiding(private)
     # After the hiding, so that a run folder or staged input inside it shows again.
     args += ["--ro-bind", str(input_dir), str(input_dir)]
-    args += ["--bind", str(output_dir), str(output_dir)]
-    args += ["--bind", str(work_dir), str(work_dir)]
+    args += ["--bind", str(paths.output), str(paths.output)]
+    args += ["--bind", str(paths.work), str(paths.work)]
+    args += ["--ro-bind", str(paths.stdin), str(paths.stdin)]
     args += ["--ro-bind", str(input_dir), SANDBOX_INPUT]
-    args += ["--bind", str(output_dir), SANDBOX_OUTPUT]
+    args += ["--bind", str(paths.output), SANDBOX_OUTPUT]
     return [*args, "--"]
 
 
@@ -261,14 +298,28 @@ def _resolve_command(command: str, env: Mapping[str, str]) -> str:
 
 
 def _spawn(
-    argv: list[str], env: dict[str, str], paths: RunPaths
+    argv: list[str], env: dict[str, str], paths: RunPaths, stdin: int | None = None
 ) -> subprocess.Popen[bytes]:
     with (
-        paths.stdin.open("rb") as stdin,
+        open(paths.stdin if stdin is None else stdin, "rb") as stdin_file,
         paths.stdout_log.open("wb") as stdout,
         paths.stderr_log.open("wb") as stderr,
     ):
-        return _popen(argv, env, paths.work, (stdin, stdout, stderr))
+        return _popen(argv, env, paths.work, (stdin_file, stdout, stderr))
+
+
+def _spawn_with_lifeline(
+    argv: list[str], env: dict[str, str], paths: RunPaths
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the command with a pipe's read end as its stdin; the pipe's write end.
+
+    The write end is not inheritable, so only this process holds it."""
+    read_end, write_end = os.pipe()
+    try:
+        return _spawn(argv, env, paths, stdin=read_end), write_end
+    except BaseException:
+        os.close(write_end)
+        raise
 
 
 def _popen(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ class Terminal:
         )
         os.close(slave)
         self.seen = b""
+        self._is_open = True
 
     def expect(self, text: str) -> None:
         deadline = time.monotonic() + PROMPT_TIMEOUT_S
@@ -69,8 +71,17 @@ class Terminal:
             self.process.wait()
             raise
         self._drain()
-        os.close(self.master)
+        self.end()
         return code
+
+    def end(self) -> None:
+        """Kill nerd if it still runs and close the terminal; safe to call twice."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self._is_open:
+            os.close(self.master)
+            self._is_open = False
 
     def _drain(self) -> None:
         while select.select([self.master], [], [], 0.1)[0]:
@@ -84,6 +95,22 @@ class Terminal:
 
 
 @pytest.fixture
+def start_terminal(
+    terminal_env: dict[str, str],
+) -> Iterator[Callable[[list[str]], Terminal]]:
+    """Start nerd on a terminal; what a failed test left running is ended with it."""
+    started: list[Terminal] = []
+
+    def start(args: list[str]) -> Terminal:
+        started.append(Terminal(args, terminal_env))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.end()
+
+
+@pytest.fixture
 def terminal_env(home: Path, server: RunningServer) -> dict[str, str]:
     folder = home / ".nerd"
     folder.mkdir()
@@ -93,10 +120,10 @@ def terminal_env(home: Path, server: RunningServer) -> dict[str, str]:
 
 
 def test_login_prompts_exactly_and_hides_the_password(
-    server: RunningServer, terminal_env: dict[str, str], home: Path
+    server: RunningServer, start_terminal: Callable[[list[str]], Terminal], home: Path
 ) -> None:
     password = create_user(server, "grace")
-    terminal = Terminal(["login"], terminal_env)
+    terminal = start_terminal(["login"])
 
     terminal.expect("Please enter your nerd username and password.\r\nUsername: ")
     terminal.type("grace")
@@ -110,8 +137,10 @@ def test_login_prompts_exactly_and_hides_the_password(
     assert (home / ".nerd" / "session.json").is_file()
 
 
-def test_ctrl_c_at_the_prompt_exits_130(terminal_env: dict[str, str]) -> None:
-    terminal = Terminal(["login"], terminal_env)
+def test_ctrl_c_at_the_prompt_exits_130(
+    start_terminal: Callable[[list[str]], Terminal],
+) -> None:
+    terminal = start_terminal(["login"])
     terminal.expect("Username: ")
 
     code = terminal.interrupt()

@@ -214,6 +214,8 @@ def test_under_bwrap_writing_to_the_input_fails_even_for_root(
         "import os; p = os.path.join(os.environ['NERD_INPUT_DIR'], 'data.txt');"
         "open(p, 'a').write('tampered')"
     )
+    # Modes that let the owner write: only the read-only mount stands in the way.
+    (input_dir / "data.txt").chmod(0o644)
     spec = RunSpec("t-00000001", python(code), input_dir=input_dir)
 
     exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
@@ -302,6 +304,34 @@ def test_under_bwrap_a_session_file_kept_elsewhere_is_hidden_too(
     stdout = peek_under_bwrap(tmp_path, home, session)
 
     assert stdout == "hidden FileNotFoundError\ninput bytes\n"
+
+
+UNDO_THE_SANDBOX = """
+import subprocess, sys
+status = open("/proc/self/status").read().splitlines()
+print(*[line for line in status if line.startswith(("CapPrm", "CapEff"))])
+for undo in (["mount", "-o", "remount,rw,bind", sys.argv[1]], ["umount", sys.argv[2]]):
+    done = subprocess.run(undo, capture_output=True)
+    print(undo[0], "refused" if done.returncode else "worked")
+"""
+
+
+@needs_bwrap
+def test_under_bwrap_a_root_task_has_no_capabilities_to_undo_the_sandbox(
+    tmp_path: Path, home: Path, input_dir: Path
+) -> None:
+    (home / ".nerd").mkdir(exist_ok=True)
+    argv = python(UNDO_THE_SANDBOX, str(input_dir), str(home / ".nerd"))
+    spec = RunSpec("t-00000001", argv, input_dir=input_dir)
+
+    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+
+    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
+    assert stdout_of(tmp_path / "run").splitlines() == [
+        "CapPrm:\t0000000000000000 CapEff:\t0000000000000000",
+        "mount refused",
+        "umount refused",
+    ]
 
 
 @needs_bwrap

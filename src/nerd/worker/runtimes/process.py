@@ -226,6 +226,9 @@ def bwrap_prefix(bwrap: str, input_dir: Path, paths: RunPaths) -> list[str]:
     # A PID namespace: when bwrap dies (say the worker was SIGKILLed), the kernel ends
     # every process the task started, not only bwrap's direct child.
     args = [bwrap, "--die-with-parent", "--unshare-pid"]
+    # Root keeps every capability under bwrap unless told otherwise; with them a task
+    # could remount its input read-write or unmount what hides the session.
+    args += ["--cap-drop", "ALL"]
     for entry in sorted(Path("/").iterdir()):
         args += _root_entry_binds(entry)
     for private in private_paths():

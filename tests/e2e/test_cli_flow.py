@@ -4,6 +4,7 @@ a queue with an input dataset, tasks, workers, logs, downloads, and stopping."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from e2e_helpers import Shell, is_worker, wait_until
@@ -17,6 +18,11 @@ TRAIN = (
     "total = sum(map(int, text.split())) * int(os.environ.get('FACTOR', '1'));"
     "pathlib.Path(os.environ['NERD_OUTPUT_DIR'], 'total.txt').write_text(str(total));"
     "print('total', total)"
+)
+WAIT_FOR_GO = (
+    "import os, time; open(os.environ['PID_FILE'], 'w').write(str(os.getpid()))\n"
+    "while not os.path.exists(os.environ['GO']): time.sleep(0.1)\n"
+    "print('finished')"
 )
 SLOW_TASK = (
     "import os, time; open(os.environ['PID_FILE'], 'w').write(str(os.getpid()))\n"
@@ -97,6 +103,27 @@ def test_two_background_workers_share_the_queue(nerd: Shell) -> None:
     assert len(workers) == 2
     nerd.ok("worker", "stop", "--all")
     wait_until(lambda: not any(map(is_worker, started["pids"])), timeout_s=30)
+
+
+def test_worker_stop_lets_the_running_task_finish_before_the_worker_exits(
+    nerd: Shell, tmp_path: Path
+) -> None:
+    queue = nerd.json("queue", "create")["id"]
+    pid_file, go = tmp_path / "task.pid", tmp_path / "go"
+    env = ("-e", f"PID_FILE={pid_file}", "-e", f"GO={go}")
+    task = start_task(nerd, queue, *env, "--", sys.executable, "-c", WAIT_FOR_GO)
+    worker_pid = nerd.json("worker", "start", queue)["pids"][0]
+    wait_until(pid_file.exists)
+
+    nerd.ok("worker", "stop", "--all")
+    time.sleep(1)
+    go.touch()
+
+    wait_until(lambda: not is_worker(worker_pid), timeout_s=30)
+    described = nerd.json("task", "describe", task)
+    assert described["status"] == "SUCCESS"
+    logged = nerd.ok("worker", "logs", described["worker"]).stdout
+    assert "reason=stop_requested" in logged
 
 
 def test_task_stop_kills_the_running_task(nerd: Shell, tmp_path: Path) -> None:

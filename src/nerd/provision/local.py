@@ -92,11 +92,11 @@ def start_workers(
 def stop_workers(
     client: Client, worker_ids: list[str] | None = None, *, all: bool = False
 ) -> list[str]:
-    """Ask the server to stop workers, and SIGTERM the ones this host started.
+    """Ask the server to stop workers; each finishes its current task, then exits.
 
-    ``all`` stops every worker of the project that has not signed off, and every
-    worker process this host started for the project that has not registered yet.
-    The ids of the workers asked to stop.
+    ``all`` stops every worker of the project that has not signed off, and SIGTERMs
+    every worker process this host started for the project that has not registered
+    yet (it has no task to finish). The ids of the workers asked to stop.
     """
     if not worker_ids and not all:
         raise errors.UsageError(
@@ -104,8 +104,8 @@ def stop_workers(
         )
     targets = _live_workers(client) if all else _described(client, worker_ids or [])
     for worker in targets:
+        # Not SIGTERM as well: a signalled worker kills its run after its grace.
         client.batch.stop_worker(worker.id)
-        _terminate_if_local(worker.host, worker.pid)
         log.info("worker.stop_sent worker=%s pid=%s", worker.id, worker.pid)
     if all:
         _terminate_unregistered(client, {worker.pid for worker in targets})
@@ -226,12 +226,6 @@ def _live_workers(client: Client) -> list[Worker]:
 
 def _described(client: Client, worker_ids: list[str]) -> list[Worker]:
     return [client.batch.describe_worker(check_id(wk, "wk")) for wk in worker_ids]
-
-
-def _terminate_if_local(host: str, pid: int) -> None:
-    is_ours = (workers_dir() / f"{pid}.json").is_file()
-    if host == socket.gethostname() and is_ours and is_worker_process(pid):
-        _terminate(pid)
 
 
 def _terminate_unregistered(client: Client, registered_pids: set[int]) -> None:

@@ -295,6 +295,14 @@ class Worker(Wire):
     last_seen_at: datetime
 
 
+class RegisteredWorker(Worker):
+    """The reply to a registration: the worker, and what its tasks must not see."""
+
+    # The server's own data folder (its keys, its admin password), when the worker
+    # runs on the server's host; empty from servers that predate it.
+    private_paths: list[str] = []
+
+
 class WorkerHeartbeatReply(Wire):
     stop_requested: bool
 

@@ -3,13 +3,15 @@ a queue with an input dataset, tasks, workers, logs, downloads, and stopping."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from e2e_helpers import Shell, is_worker, wait_until
 
-from helpers import is_running_with_env
+from helpers import RunningServer, is_running_with_env
 
 # Reads the input dataset, writes an output file, and says what it did.
 TRAIN = (
@@ -124,6 +126,20 @@ def test_worker_stop_lets_the_running_task_finish_before_the_worker_exits(
     assert described["status"] == "SUCCESS"
     logged = nerd.ok("worker", "logs", described["worker"]).stdout
     assert "reason=stop_requested" in logged
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed")
+def test_a_task_on_the_servers_host_cannot_read_the_servers_data(
+    nerd: Shell, server: RunningServer
+) -> None:
+    queue = nerd.json("queue", "create")["id"]
+    secret = server.data_dir / "admin-password"
+    task = start_task(nerd, queue, "--", "sh", "-c", f"cat {secret} || echo hidden")
+
+    nerd.ok("worker", "work", queue, "--once", timeout_s=120)
+
+    assert secret.exists()
+    assert nerd.ok("task", "logs", queue, task).stdout == "hidden\n"
 
 
 def test_task_stop_kills_the_running_task(nerd: Shell, tmp_path: Path) -> None:

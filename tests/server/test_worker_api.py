@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 
 from helpers import (
+    RunningServer,
     add_task,
     error_of,
     new_queue,
@@ -27,6 +30,27 @@ def test_a_registered_worker_is_listed_idle(admin: httpx.Client) -> None:
 
     listed = {w["id"]: w for w in admin.get(f"{P}/workers").json()}
     assert (listed[worker]["status"], listed[worker]["queue"]) == ("idle", queue)
+
+
+def test_a_worker_on_the_servers_host_is_told_to_hide_the_servers_data(
+    admin: httpx.Client, db_server: RunningServer
+) -> None:
+    body = {"queue": new_queue(admin), "host": socket.gethostname(), "pid": 1}
+
+    registered = admin.post(f"{P}/workers", json=body).json()
+
+    assert registered["private_paths"] == [str(db_server.data_dir.resolve())]
+
+
+def test_a_worker_on_another_host_is_told_nothing_of_the_servers_paths(
+    admin: httpx.Client,
+) -> None:
+    body = {"queue": new_queue(admin), "host": "elsewhere.example", "pid": 1}
+
+    registered = admin.post(f"{P}/workers", json=body).json()
+
+    assert registered["private_paths"] == []
+    assert "private_paths" not in admin.get(f"{P}/workers/{registered['id']}").json()
 
 
 def test_registering_a_worker_for_an_unknown_queue_is_404(admin: httpx.Client) -> None:

@@ -15,6 +15,7 @@ from nerd.worker.logs import tail_text
 from nerd.worker.runtimes.process import (
     ProcessRuntime,
     RunSpec,
+    private_paths,
     wait_for_group_exit,
 )
 from nerd.worker.staging import make_read_only
@@ -332,6 +333,29 @@ def test_under_bwrap_a_root_task_has_no_capabilities_to_undo_the_sandbox(
         "mount refused",
         "umount refused",
     ]
+
+
+@needs_bwrap
+def test_under_bwrap_the_paths_the_server_named_are_hidden(
+    tmp_path: Path, home: Path
+) -> None:
+    server_data = tmp_path / "server"
+    server_data.mkdir()
+    (server_data / "admin-password").write_text("secret")
+    code = (
+        "import os, sys; print(os.listdir(sys.argv[1]),"
+        " os.path.exists(os.path.join(sys.argv[1], 'admin-password')))"
+    )
+    runtime = ProcessRuntime(use_bwrap=True)
+    runtime.server_paths = [server_data, home]
+    spec = RunSpec("t-00000001", python(code, str(server_data)))
+
+    process = runtime.start(spec, tmp_path / "run")
+
+    assert process.wait(30) == 0, tail_text(tmp_path / "run" / "stderr.log")
+    assert stdout_of(tmp_path / "run") == "[] False\n"
+    # The home folder itself is never covered, even when the server names it.
+    assert home.resolve() not in private_paths([home])
 
 
 @needs_bwrap

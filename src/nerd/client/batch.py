@@ -16,6 +16,7 @@ from nerd.models import (
     QueueCreate,
     ReceivedTask,
     ReceiveRequest,
+    RegisteredWorker,
     RunFailure,
     RunSuccess,
     Task,
@@ -93,9 +94,10 @@ class BatchClient:
 
     def register_worker(
         self, queue: str, host: str, pid: int, runtime: str = "process"
-    ) -> Worker:
+    ) -> RegisteredWorker:
         body = WorkerRegister(queue=queue, host=host, pid=pid, runtime=runtime)
-        return self.api.call("POST", self._path("workers"), Worker, json=body)
+        path = self._path("workers")
+        return self.api.call("POST", path, RegisteredWorker, json=body)
 
     def list_workers(self) -> list[Worker]:
         return self.api.call("GET", self._path("workers"), list[Worker])

@@ -49,6 +49,16 @@ class Settings:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def private_paths(self) -> list[Path]:
+        """What tasks on this host must not see: the data folder (keys, the admin
+        password, the objects), and a SQLite database kept outside it."""
+        paths = [self.data_dir.resolve()]
+        database = self.sqlite_path
+        if database is not None and not database.resolve().is_relative_to(paths[0]):
+            paths.append(database.resolve())
+        return paths
+
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 

@@ -132,6 +132,7 @@ class WorkerLoop:
         worker = self.client.batch.register_worker(
             self.queue, socket.gethostname(), os.getpid(), self.options.runtime
         )
+        self.runtime.process.server_paths = [Path(p) for p in worker.private_paths]
         log.info(
             "worker.started worker=%s queue=%s host=%s pid=%s sandbox=%s",
             worker.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 from fastapi import APIRouter, Response
@@ -15,6 +16,7 @@ from nerd import ids
 from nerd.models import (
     ReceivedTask,
     ReceiveRequest,
+    RegisteredWorker,
     Worker,
     WorkerHeartbeatReply,
     WorkerRegister,
@@ -33,9 +35,15 @@ RECEIVE_POLL_S = 0.25
 
 @router.post("/workers", status_code=201)
 def register_worker(
-    body: WorkerRegister, access: ProjectAccess, session: DbSession
-) -> Worker:
-    """A worker process announces itself before it takes tasks from its queue."""
+    body: WorkerRegister,
+    access: ProjectAccess,
+    session: DbSession,
+    settings: AppSettings,
+) -> RegisteredWorker:
+    """A worker process announces itself before it takes tasks from its queue.
+
+    A worker on this server's host is told which of the server's paths to keep out
+    of its tasks' sight."""
     queue_row = get_queue(session, access.project, body.queue)
     worker = db.Worker(
         id=ids.new_id("wk"),
@@ -56,7 +64,12 @@ def register_worker(
         worker.host,
         worker.pid,
     )
-    return worker_view(worker, access.name)
+    on_this_host = body.host == socket.gethostname()
+    private = settings.private_paths if on_this_host else []
+    return RegisteredWorker(
+        **worker_view(worker, access.name).model_dump(),
+        private_paths=[str(path) for path in private],
+    )
 
 
 @router.get("/workers")

@@ -37,7 +37,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -126,6 +126,9 @@ class ProcessRuntime:
             raise UsageError("bwrap is not on the PATH", hint="install bubblewrap")
         self.bwrap = found if use_bwrap is not False else None
         self.kill_grace_s = kill_grace_s
+        # The server's own files on this host, which it named when the worker
+        # registered: hidden from tasks like the worker user's nerd folder.
+        self.server_paths: list[Path] = []
 
     def start(self, spec: RunSpec, run_dir: Path) -> RunningProcess:
         """Lay out ``run_dir`` and start the command; UsageError if it cannot start."""
@@ -137,7 +140,7 @@ class ProcessRuntime:
             popen = _spawn(argv, env, paths)
             lifeline = None
         else:
-            prefix = bwrap_prefix(self.bwrap, input_dir, paths)
+            prefix = bwrap_prefix(self.bwrap, input_dir, paths, self.server_paths)
             guard = ["/bin/sh", "-c", SANDBOX_GUARD, "nerd-sandbox", str(paths.stdin)]
             argv = [*prefix, *guard, *argv]
             popen, lifeline = _spawn_with_lifeline(argv, env, paths)
@@ -220,9 +223,11 @@ def task_environment(
     return env
 
 
-def bwrap_prefix(bwrap: str, input_dir: Path, paths: RunPaths) -> list[str]:
-    """The bubblewrap command line that runs a command with the input read-only and
-    the worker user's nerd files out of sight."""
+def bwrap_prefix(
+    bwrap: str, input_dir: Path, paths: RunPaths, server_paths: Sequence[Path] = ()
+) -> list[str]:
+    """The bubblewrap command line that runs a command with the input read-only, and
+    the worker user's nerd files and the server's ``server_paths`` out of sight."""
     # A PID namespace: when bwrap dies (say the worker was SIGKILLed), the kernel ends
     # every process the task started, not only bwrap's direct child.
     args = [bwrap, "--die-with-parent", "--unshare-pid"]
@@ -231,7 +236,7 @@ def bwrap_prefix(bwrap: str, input_dir: Path, paths: RunPaths) -> list[str]:
     args += ["--cap-drop", "ALL"]
     for entry in sorted(Path("/").iterdir()):
         args += _root_entry_binds(entry)
-    for private in private_paths():
+    for private in private_paths(server_paths):
         args += _hiding(private)
     # After the hiding, so that a run folder or staged input inside it shows again.
     args += ["--ro-bind", str(input_dir), str(input_dir)]
@@ -243,16 +248,19 @@ def bwrap_prefix(bwrap: str, input_dir: Path, paths: RunPaths) -> list[str]:
     return [*args, "--"]
 
 
-def private_paths() -> list[Path]:
+def private_paths(server_paths: Sequence[Path] = ()) -> list[Path]:
     """What a task must not see: the nerd folder, and the session and config files'
-    folders (or, in the home folder itself, the files alone)."""
+    folders (or, in the home folder itself, the files alone); and the paths the
+    server named, unless one is the home folder or above it."""
     files = [nerd_config.session_path(), nerd_config.config_path()]
     paths = [nerd_config.nerd_home(), *(_cover_for(f) for f in files if f)]
+    home = Path.home().resolve()
+    paths += [p for p in server_paths if p.resolve() not in (home, *home.parents)]
     found: list[Path] = []
     for path in paths:
         real = path.resolve()
-        if real.exists() and real not in found:
-            found.append(real)
+        if real.exists() and not any(real.is_relative_to(f) for f in found):
+            found = [f for f in found if not f.is_relative_to(real)] + [real]
     return found
 
 

@@ -124,7 +124,10 @@ def running_server(work: Path, env: dict[str, str], port: int) -> Iterator[str]:
     """``nerd server`` in the background; its endpoint once it answers."""
     data_dir = work / "server"
     argv = [*nerd_command(), "server", "--data-dir", str(data_dir), "--port", str(port)]
-    with (work / "server.log").open("ab") as server_log:
+    # In the data folder, which tasks do not see: the first start logs the admin
+    # password.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (data_dir / "server.log").open("ab") as server_log:
         server = subprocess.Popen(argv, env=env, stdout=server_log, stderr=server_log)
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -138,7 +141,9 @@ def wait_until_ready(endpoint: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the server exited {server.returncode}: see server.log")
+            raise SystemExit(
+                f"the server exited {server.returncode}: see server/server.log"
+            )
         try:
             with urllib.request.urlopen(
                 f"{endpoint}/api/v1/auth/public-key", timeout=2

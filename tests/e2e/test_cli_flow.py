@@ -142,6 +142,18 @@ def test_a_task_on_the_servers_host_cannot_read_the_servers_data(
     assert nerd.ok("task", "logs", queue, task).stdout == "hidden\n"
 
 
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap is not installed")
+def test_a_task_sees_only_its_own_folders_of_its_run(nerd: Shell) -> None:
+    queue = nerd.json("queue", "create")["id"]
+    script = 'ls "$(dirname "$NERD_OUTPUT_DIR")" | tr "\\n" " "'
+    task = start_task(nerd, queue, "--", "sh", "-c", script)
+
+    nerd.ok("worker", "work", queue, "--once", timeout_s=120)
+
+    # Not stdout.log and stderr.log, which the worker reads and ships.
+    assert nerd.ok("task", "logs", queue, task).stdout == "input output stdin work "
+
+
 def test_task_stop_kills_the_running_task(nerd: Shell, tmp_path: Path) -> None:
     queue = nerd.json("queue", "create")["id"]
     pid_file = tmp_path / "task.pid"

@@ -358,6 +358,64 @@ def test_under_bwrap_the_paths_the_server_named_are_hidden(
     assert home.resolve() not in private_paths([home])
 
 
+WRITE_AROUND = """
+import sys
+for path in sys.argv[1:]:
+    try:
+        with open(path, "w") as file:
+            file.write("x")
+        print(path, "written")
+    except OSError as exc:
+        print(path, exc.strerror)
+"""
+
+
+@needs_bwrap
+def test_under_bwrap_a_task_writes_only_its_folders_and_tmp(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch.txt"
+    probes = ["/etc/nerd-probe", "/proc/sys/kernel/core_pattern", str(scratch)]
+    spec = RunSpec("t-00000001", python(WRITE_AROUND, *probes))
+
+    exit_code = run_to_end(spec, tmp_path / "run", use_bwrap=True)
+
+    assert exit_code == 0, tail_text(tmp_path / "run" / "stderr.log")
+    assert stdout_of(tmp_path / "run").splitlines() == [
+        "/etc/nerd-probe Read-only file system",
+        "/proc/sys/kernel/core_pattern Read-only file system",
+        f"{scratch} written",
+    ]
+    assert not Path("/etc/nerd-probe").exists()
+
+
+@needs_bwrap
+def test_under_bwrap_a_run_in_the_nerd_folder_sees_only_its_own_folders(
+    tmp_path: Path, home: Path
+) -> None:
+    runs = home / ".nerd" / "runs"
+    other = ProcessRuntime(use_bwrap=True).start(
+        RunSpec("t-00000002", ["sleep", "30"], stdin=b"the other task's stdin"),
+        runs / "other",
+    )
+    code = (
+        "import os, sys; run = os.path.dirname(os.environ['NERD_OUTPUT_DIR']);"
+        "print(sorted(os.listdir(run)), sorted(os.listdir(sys.argv[1])));"
+        "os.symlink('/etc/hostname', os.path.join(run, 'stdout.log'))"
+    )
+    spec = RunSpec("t-00000001", python(code, str(runs)))
+
+    try:
+        exit_code = run_to_end(spec, runs / "mine", use_bwrap=True)
+    finally:
+        other.kill()
+
+    # The link went into the sandbox's own empty copy of the folder, not the host's.
+    assert exit_code == 0, tail_text(runs / "mine" / "stderr.log")
+    assert not (runs / "mine" / "stdout.log").is_symlink()
+    assert stdout_of(runs / "mine") == (
+        "['input', 'output', 'stdin', 'work'] ['mine']\n"
+    )
+
+
 @needs_bwrap
 def test_under_bwrap_the_process_group_kill_still_works(tmp_path: Path) -> None:
     runtime = ProcessRuntime(use_bwrap=True, kill_grace_s=0.5)

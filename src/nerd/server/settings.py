@@ -7,6 +7,8 @@ from pathlib import Path
 
 DEFAULT_PORT = 8642
 DAY_S = 24 * 3600
+# A SQLite database is its file and, while it is open, these beside it.
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
 def default_data_dir() -> Path:
@@ -51,11 +53,14 @@ class Settings:
     @property
     def private_paths(self) -> list[Path]:
         """What tasks on this host must not see: the data folder (keys, the admin
-        password, the objects), and a SQLite database kept outside it."""
+        password, the objects), and a SQLite database kept outside it: its folder,
+        and the files themselves for a worker that may not cover that folder."""
         paths = [self.data_dir.resolve()]
         database = self.sqlite_path
         if database is not None and not database.resolve().is_relative_to(paths[0]):
-            paths.append(database.resolve())
+            real = database.resolve()
+            files = [real.with_name(real.name + suffix) for suffix in SQLITE_SUFFIXES]
+            paths += [real.parent, *files]
         return paths
 
     @property

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerd import config as nerd_config
 from nerd import errors
 from nerd.client import Client
 from nerd.client.batch import BatchClient
@@ -99,10 +100,12 @@ class TaskRun:
         return outcome
 
     @property
-    def _runs(self) -> Path | None:
-        runs_dir = self.context.runs_dir
-        if runs_dir is not None:
-            runs_dir.mkdir(parents=True, exist_ok=True)
+    def _runs(self) -> Path:
+        # In ~/.nerd, which tasks do not see: only a run's own output, work folder
+        # and stdin are bound back in, so no task can read another's, or swap its
+        # logs for a link to a secret the worker would then ship.
+        runs_dir = self.context.runs_dir or nerd_config.nerd_home() / "runs"
+        runs_dir.mkdir(parents=True, exist_ok=True)
         return runs_dir
 
     def _run_in(self, run_dir: Path) -> Outcome:

@@ -10,7 +10,9 @@ A run folder holds everything one run needs::
     <run_dir>/stderr.log
 
 When ``bwrap`` (bubblewrap) is on the PATH the command runs under it, because we
-often run as root and root ignores file modes. Bubblewrap's new root is a tmpfs; we
+often run as root and root ignores file modes. The host's folders are bound read-only
+except ``SCRATCH_PATHS`` and the run's output and work folders, and the task has no
+capabilities. Bubblewrap's new root is a tmpfs; we
 bind every top-level entry of the host's root into it, so ``/input`` (read-only) and
 ``/output`` can be added as mount points without creating anything in the host's root.
 The input folder is also bound read-only at its own path, so ``NERD_INPUT_DIR`` works
@@ -52,6 +54,9 @@ SIGNAL_EXIT_BASE = 128
 COMMAND_NOT_FOUND_EXIT = 127
 SANDBOX_INPUT = "/input"
 SANDBOX_OUTPUT = "/output"
+# The host folders a task may write besides its output and work folders.
+SCRATCH_PATHS = ("/tmp", "/var/tmp")
+PROC_KERNEL_KNOBS = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 
 # The shell that runs the task's command inside bwrap's PID namespace. Its stdin is
 # the lifeline's read end, and the task's own stdin file comes by path ($1). A
@@ -286,8 +291,23 @@ def _root_entry_binds(entry: Path) -> list[str]:
     if path == "/dev":
         return ["--dev", "/dev"]
     if path == "/proc":
-        return ["--proc", "/proc"]
-    return ["--bind", path, path]
+        # Without capabilities bwrap no longer covers these itself, and root's mode
+        # bits would let a task set kernel knobs such as core_pattern.
+        kernel = [p for p in PROC_KERNEL_KNOBS if Path(p).exists()]
+        return ["--proc", "/proc", *_each("--ro-bind", kernel)]
+    if path in SCRATCH_PATHS:
+        return ["--bind", path, path]
+    # Read-only, so that a task cannot change what the host runs next (the nerd
+    # environment, /usr, /etc, a login script).
+    return ["--ro-bind", path, path, *_each("--bind", _scratch_under(entry))]
+
+
+def _each(option: str, paths: Sequence[str]) -> list[str]:
+    return [arg for path in paths for arg in (option, path, path)]
+
+
+def _scratch_under(entry: Path) -> list[str]:
+    return [p for p in SCRATCH_PATHS if Path(p).parent == entry and Path(p).is_dir()]
 
 
 def _make_run_dir(run_dir: Path, stdin: bytes | None) -> RunPaths:

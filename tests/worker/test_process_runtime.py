@@ -417,6 +417,34 @@ def test_under_bwrap_a_run_in_the_nerd_folder_sees_only_its_own_folders(
 
 
 @needs_bwrap
+def test_under_bwrap_a_hidden_folder_in_tmp_cannot_be_moved_from_under_its_cover(
+    tmp_path: Path,
+) -> None:
+    server_data = tmp_path / "above" / "data"
+    server_data.mkdir(parents=True)
+    (server_data / "admin-password").write_text("secret")
+    code = (
+        "import os, sys\n"
+        "for old in sys.argv[1:]:\n"
+        "    try: os.rename(old, old + '.moved'); print('moved')\n"
+        "    except OSError as exc: print(exc.strerror)"
+    )
+    runtime = ProcessRuntime(use_bwrap=True)
+    runtime.server_paths = [server_data]
+    targets = [str(tmp_path / "above"), str(server_data), str(tmp_path)]
+    spec = RunSpec("t-00000001", python(code, *targets))
+
+    process = runtime.start(spec, tmp_path / "above" / "run")
+
+    assert process.wait(30) == 0, tail_text(tmp_path / "above" / "run" / "stderr.log")
+    assert (
+        stdout_of(tmp_path / "above" / "run").splitlines()
+        == ["Device or resource busy"] * 3
+    )
+    assert (server_data / "admin-password").read_text() == "secret"
+
+
+@needs_bwrap
 def test_under_bwrap_the_process_group_kill_still_works(tmp_path: Path) -> None:
     runtime = ProcessRuntime(use_bwrap=True, kill_grace_s=0.5)
     spec = RunSpec(

@@ -241,7 +241,9 @@ def bwrap_prefix(
     args += ["--cap-drop", "ALL"]
     for entry in sorted(Path("/").iterdir()):
         args += _root_entry_binds(entry)
-    for private in private_paths(server_paths):
+    hidden = private_paths(server_paths)
+    args += _each("--bind", _pinned_folders(hidden))
+    for private in hidden:
         args += _hiding(private)
     # After the hiding, so that a run folder or staged input inside it shows again.
     args += ["--ro-bind", str(input_dir), str(input_dir)]
@@ -300,6 +302,21 @@ def _root_entry_binds(entry: Path) -> list[str]:
     # Read-only, so that a task cannot change what the host runs next (the nerd
     # environment, /usr, /etc, a login script).
     return ["--ro-bind", path, path, *_each("--bind", _scratch_under(entry))]
+
+
+def _pinned_folders(hidden: Sequence[Path]) -> list[str]:
+    """The folders between a scratch folder and a hidden path, parents first.
+
+    Each is bound onto itself: a mount point cannot be renamed, so a task cannot move
+    a hidden folder (say a server's data in /tmp) away from the path its cover is on,
+    where the next task would find it uncovered."""
+    pinned: set[Path] = set()
+    for path in hidden:
+        for scratch in map(Path, SCRATCH_PATHS):
+            if path.is_relative_to(scratch):
+                between = path.relative_to(scratch).parents
+                pinned.update(scratch / p for p in between if p != Path("."))
+    return [str(p) for p in sorted(pinned, key=lambda p: len(p.parts))]
 
 
 def _each(option: str, paths: Sequence[str]) -> list[str]:

@@ -346,6 +346,12 @@ def _killed_upload(cli: NerdCli, folder: Path, name: str) -> str:
     return dataset_id
 
 
+def _random_folder(folder: Path, size: int) -> Path:
+    folder.mkdir()
+    (folder / "data.bin").write_bytes(os.urandom(size))
+    return folder
+
+
 def _statuses(cli: NerdCli) -> dict[str, str]:
     listed = json.loads(cli("--output", "json", "dataset", "list").stdout)
     return {d["id"]: d["status"] for d in listed}
@@ -354,9 +360,7 @@ def _statuses(cli: NerdCli) -> dict[str, str]:
 def test_uploading_a_folder_again_finishes_its_killed_upload(
     cli: NerdCli, tmp_path: Path
 ) -> None:
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "data.bin").write_bytes(os.urandom(300_000))
+    source = _random_folder(tmp_path / "source", 300_000)
     killed_id = _killed_upload(cli, source, "source")
 
     done = cli("--output", "json", "upload", str(source))
@@ -376,9 +380,7 @@ def test_uploading_a_folder_again_finishes_its_killed_upload(
 def test_a_killed_upload_is_not_continued_under_another_name_or_once_deleted(
     cli: NerdCli, tmp_path: Path
 ) -> None:
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "data.bin").write_bytes(os.urandom(1000))
+    source = _random_folder(tmp_path / "source", 1000)
     renamed_id = _killed_upload(cli, source, "source")
     other = cli("--output", "json", "upload", str(source), "--name", "other")
     deleted_id = _killed_upload(cli, source, "source")

@@ -14,12 +14,16 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from nerd.models import ChunkRef
 from nerd.transfer.owners import is_gone, this_process
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -100,10 +104,15 @@ class ChunkCache:
 
 def open_cache(path: Path) -> ChunkCache | None:
     """The cache at ``path``, or None (and a warning) if it cannot be opened."""
+    return _opened(ChunkCache, path, "upload.cache_unavailable")
+
+
+def _opened(opener: Callable[[Path], T], path: Path, event: str) -> T | None:
+    """A local SQLite file opened, or None: uploads go on without what it keeps."""
     try:
-        return ChunkCache(path)
+        return opener(path)
     except (OSError, sqlite3.Error) as exc:
-        log.warning("upload.cache_unavailable path=%s error=%s", path, exc)
+        log.warning("%s path=%s error=%s", event, path, exc)
         return None
 
 
@@ -182,8 +191,4 @@ class UnfinishedUploads:
 
 def open_unfinished_uploads(path: Path) -> UnfinishedUploads | None:
     """The record at ``path``, or None (and a warning) if it cannot be opened."""
-    try:
-        return UnfinishedUploads(path)
-    except (OSError, sqlite3.Error) as exc:
-        log.warning("upload.unfinished_unavailable path=%s error=%s", path, exc)
-        return None
+    return _opened(UnfinishedUploads, path, "upload.unfinished_unavailable")

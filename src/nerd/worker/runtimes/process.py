@@ -261,8 +261,7 @@ def private_paths(server_paths: Sequence[Path] = ()) -> list[Path]:
     server named, unless one is the home folder or above it."""
     files = [nerd_config.session_path(), nerd_config.config_path()]
     paths = [nerd_config.nerd_home(), *(_cover_for(f) for f in files if f)]
-    home = Path.home().resolve()
-    paths += [p for p in server_paths if p.resolve() not in (home, *home.parents)]
+    paths += [p for p in server_paths if not _is_home_or_above(p)]
     found: list[Path] = []
     for path in paths:
         real = path.resolve()
@@ -272,10 +271,14 @@ def private_paths(server_paths: Sequence[Path] = ()) -> list[Path]:
 
 
 def _cover_for(file: Path) -> Path:
-    home = Path.home().resolve()
     folder = file.resolve().parent
-    # Covering the home folder, or one above it, would hide what tasks rightly use.
-    return file if folder in (home, *home.parents) else folder
+    return file if _is_home_or_above(folder) else folder
+
+
+def _is_home_or_above(path: Path) -> bool:
+    """Covering the home folder, or one above it, would hide what tasks rightly use."""
+    home = Path.home().resolve()
+    return path.resolve() in (home, *home.parents)
 
 
 def _hiding(path: Path) -> list[str]:
